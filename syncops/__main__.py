@@ -1,0 +1,3 @@
+from syncops.cli import main
+
+main()

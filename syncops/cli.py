@@ -1,0 +1,198 @@
+"""The ``syncops`` command line: parse, call one engine function, render, map errors to exit codes.
+
+Exit codes (SPEC §4): 0 success; 2 usage or bad input; 3 access denied; 4 remote or network failure
+after retries; 5 verify found problems; 6 corrupt remote index. Human output goes to stderr;
+``--json`` prints exactly one JSON object on stdout, errors included.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from syncops import __version__
+from syncops.errors import CorruptIndex, SyncopsError
+from syncops.report import Report, human_size
+
+_STATUS_TEXT = {
+    "found": "index found, used as it is; nothing written",
+    "discovered": "no index: built one from the listing and published it",
+    "adopted": "no index: another peer published one first; adopted it, nothing written",
+    "empty": "no index and no data objects: the datastore is empty; nothing written",
+    "rebuilt": "index rebuilt from the listing and published",
+}
+
+
+def _say(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _render_human(command: str, report: Report) -> None:
+    _say(f"{report.url}: {_STATUS_TEXT.get(report.status, report.status)} ({report.entries} entries)")
+    if report.pulled is not None:
+        _say(
+            f"hydrate: {report.pulled} pulled, {report.skipped} already present, {report.stale} stale, "
+            f"{human_size(report.bytes or 0)} downloaded"
+        )
+    if report.pushed is not None:
+        written = "index published" if report.index_written else "index unchanged"
+        _say(f"push: {report.pushed} uploaded, {human_size(report.bytes or 0)}; {written}")
+    for problem in report.problems:
+        _say(f"problem: {problem.get('kind')}: {problem.get('key')}")
+    for warning in report.warnings:
+        _say(f"warning: {warning}")
+
+
+def _run(command: str, url: str, as_json: bool, action: Callable[[], Report]) -> None:
+    """Run one engine call; every failure becomes one clear line and its documented exit code."""
+    try:
+        report = action()
+    except SyncopsError as exc:
+        message = str(exc)
+        if isinstance(exc, CorruptIndex):
+            message += f"\nhint: `syncops discover {url} --rebuild` replaces it with one built from a listing"
+        if as_json:
+            click.echo(json.dumps({"url": url, "status": "error", "error": str(exc), "exit_code": exc.exit_code}))
+        _say(f"syncops {command}: error: {message}")
+        sys.exit(exc.exit_code)
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        _render_human(command, report)
+    exit_code = getattr(report, "exit_code", 0)
+    if exit_code:
+        sys.exit(exit_code)
+
+
+def _open(url: str, endpoint_url: str | None, concurrency: int = 32) -> Any:
+    from syncops.stores import open_store
+
+    return open_store(url, endpoint_url=endpoint_url, concurrency=concurrency)
+
+
+def _progress(as_json: bool) -> Any:
+    from syncops.progress import for_stderr
+
+    return for_stderr(enabled=not as_json)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+endpoint_option = click.option(
+    "--endpoint-url",
+    envvar=None,
+    default=None,
+    metavar="URL",
+    help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS).",
+)
+dir_argument = click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+concurrency_option = click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=1024),
+    default=32,
+    show_default=True,
+    help="Downloads in flight at once.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="syncops")
+def cli() -> None:
+    """Make a datastore bucket usable: discover its index, hydrate a local cache, push changes."""
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--rebuild", is_flag=True, help="Re-list and replace the index, whatever its state.")
+@endpoint_option
+@json_option
+def discover(url: str, rebuild: bool, endpoint_url: str | None, as_json: bool) -> None:
+    """Make URL's .datastore-index.json valid, building it from a listing when absent."""
+
+    def action() -> Report:
+        from syncops.discover import discover as run
+
+        store = _open(url, endpoint_url)
+        result = run(store, rebuild=rebuild)
+        return Report(
+            url=str(store.url),
+            status=result.status,
+            entries=len(result.index),
+            index_written=result.index_written,
+            warnings=result.warnings,
+        )
+
+    _run("discover", url, as_json, action)
+
+
+def _hydrate(
+    command: str, url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool
+) -> None:
+    def action() -> Report:
+        from syncops.hydrate import hydrate as run
+
+        return run(
+            _open(url, endpoint_url, concurrency),
+            directory,
+            concurrency=concurrency,
+            progress=_progress(as_json),
+        )
+
+    _run(command, url, as_json, action)
+
+
+@cli.command()
+@click.argument("url")
+@dir_argument
+@concurrency_option
+@endpoint_option
+@json_option
+def hydrate(url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool) -> None:
+    """Fill DIR from URL (discovering the index first when the bucket has none)."""
+    _hydrate("hydrate", url, directory, concurrency, endpoint_url, as_json)
+
+
+@cli.command()
+@click.argument("url")
+@dir_argument
+@concurrency_option
+@endpoint_option
+@json_option
+def push(url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool) -> None:
+    """Upload new or changed files from DIR and publish the merged index (never deletes)."""
+
+    def action() -> Report:
+        from syncops.push import push as run
+
+        return run(
+            _open(url, endpoint_url, concurrency),
+            directory,
+            concurrency=concurrency,
+            progress=_progress(as_json),
+        )
+
+    _run("push", url, as_json, action)
+
+
+@cli.command()
+@click.argument("url")
+@dir_argument
+@concurrency_option
+@endpoint_option
+@json_option
+def bootstrap(url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool) -> None:
+    """The post-deploy step: discover, then hydrate DIR."""
+
+    _hydrate("bootstrap", url, directory, concurrency, endpoint_url, as_json)
+
+
+def main() -> None:
+    cli(prog_name="syncops")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Self-healing index discovery (SPEC §3 "discover").
+
+A present, valid index is used as it is and nothing is written. An absent one is synthesized from a
+streamed listing and published create-only, so racing peers converge on one index: the loser of the
+race adopts the winner's. Only a real "not found" counts as absent: every other failure propagates,
+because reading a 403 or a 503 as "no data" is exactly the silent-empty-environment bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from syncops import index as idx
+from syncops.errors import ConditionUnsupported, NotFound, PreconditionFailed, StoreError
+from syncops.keys import INDEX_KEY, KeyKind, classify, escape_key, in_namespace, namespace_root, unsafe_reason
+from syncops.stores.base import Blob, ObjectInfo, ObjectStore
+
+FOUND = "found"
+DISCOVERED = "discovered"
+ADOPTED = "adopted"
+EMPTY = "empty"
+REBUILT = "rebuilt"
+
+
+@dataclass
+class Discovery:
+    """The outcome: the index now in force, its version token, and whether this run wrote it."""
+
+    status: str
+    index: idx.Index
+    token: str | None
+    index_written: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Listing:
+    """A listing reduced to data entries, plus what was left out and why."""
+
+    entries: dict[str, idx.Entry]
+    warnings: list[str]
+    namespaces: list[str]
+
+
+def entries_from_listing(objects: Iterable[ObjectInfo]) -> Listing:
+    """Keep the data objects of a listing: drop internal files, markers, namespaces, unsafe keys.
+
+    The listing is consumed as a stream; only the resulting entries are held. Namespace markers can
+    come after objects of their subtree in listing order, so subtrees are pruned at the end.
+    """
+    entries: dict[str, idx.Entry] = {}
+    warnings: list[str] = []
+    namespaces: set[str] = set()
+    for obj in objects:
+        root = namespace_root(obj.key)
+        if root is not None and unsafe_reason(obj.key) is None:
+            namespaces.add(root)
+        kind = classify(obj.key, obj.size)
+        if kind is KeyKind.DATA:
+            entries[obj.key] = idx.Entry(
+                key=obj.key, size=obj.size, last_modified=idx.format_timestamp(obj.last_modified)
+            )
+        elif kind is KeyKind.UNSAFE:
+            warnings.append(f"unsafe key skipped: {escape_key(obj.key)} ({unsafe_reason(obj.key)})")
+    if namespaces:
+        entries = {k: e for k, e in entries.items() if not in_namespace(k, namespaces)}
+    return Listing(entries=entries, warnings=warnings, namespaces=sorted(namespaces))
+
+
+def read_index(store: ObjectStore) -> tuple[idx.Index, Blob] | None:
+    """The remote index and its raw blob, None when absent; :class:`CorruptIndex` when invalid."""
+    try:
+        blob = store.get(INDEX_KEY)
+    except NotFound:
+        return None
+    return idx.parse(blob.data, where=store.url.object_url(INDEX_KEY)), blob
+
+
+def _adopt(store: ObjectStore, warnings: list[str]) -> Discovery:
+    """Another peer published first: use its index, write nothing."""
+    current = read_index(store)
+    if current is None:
+        raise StoreError(
+            f"{store.url.object_url(INDEX_KEY)}: a conditional write said the index exists, "
+            "but it cannot be read back; run again"
+        )
+    index, blob = current
+    return Discovery(ADOPTED, index, blob.token, index_written=False, warnings=warnings)
+
+
+def publish_new(store: ObjectStore, index: idx.Index, warnings: list[str], status: str) -> Discovery:
+    """Create-only publish; a lost race adopts the winner's index."""
+    data = idx.serialize(index, with_local=False)
+    try:
+        token = store.put(INDEX_KEY, data, if_absent=True)
+    except PreconditionFailed:
+        return _adopt(store, warnings)
+    except ConditionUnsupported:
+        # Discovery is functionally idempotent: two peers publishing the same listing agree.
+        warnings.append("backend does not support create-only writes; index written unconditionally")
+        token = store.put(INDEX_KEY, data)
+    return Discovery(status, index, token, index_written=True, warnings=warnings)
+
+
+def discover(store: ObjectStore, *, rebuild: bool = False) -> Discovery:
+    """Make the remote index valid (SPEC §3), or with ``rebuild`` replace it from a listing."""
+    blob: Blob | None = None
+    if rebuild:
+        try:
+            blob = store.get(INDEX_KEY)
+        except NotFound:
+            blob = None
+    else:
+        current = read_index(store)
+        if current is not None:
+            return Discovery(FOUND, current[0], current[1].token)
+
+    listing = entries_from_listing(store.list())
+    index = idx.build(listing.entries.values())
+    if not rebuild and not listing.entries:
+        return Discovery(EMPTY, index, None, warnings=listing.warnings)
+    if blob is None:
+        return publish_new(store, index, listing.warnings, REBUILT if rebuild else DISCOVERED)
+    try:
+        token = store.put(INDEX_KEY, idx.serialize(index, with_local=False), if_token=blob.token)
+    except PreconditionFailed:
+        raise StoreError(
+            f"{store.url.object_url(INDEX_KEY)} changed while it was being rebuilt; nothing was written, run again"
+        ) from None
+    return Discovery(REBUILT, index, token, index_written=True, warnings=listing.warnings)

@@ -1,0 +1,196 @@
+"""The datastore index, version 1: parse, validate, serialize and merge. No I/O.
+
+The format is shared with the swamp ``@swamp/s3-datastore`` / ``@swamp/gcs-datastore`` extensions, so
+unknown fields (top level and per entry) are kept verbatim when an index is rewritten, and the
+serialization is deterministic: the same entries give the same bytes apart from ``lastPulled``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from syncops.errors import CorruptIndex
+from syncops.keys import KeyKind, classify, escape_key
+
+VERSION = 1
+
+#: Entry fields in the order they are written; anything else follows, sorted.
+_KNOWN_ENTRY_FIELDS = ("key", "size", "lastModified", "localMtime", "sha256")
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z``, as JavaScript's ``toISOString`` writes it."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def timestamp_from_epoch(seconds: float) -> str:
+    return format_timestamp(datetime.fromtimestamp(seconds, tz=timezone.utc))
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an index timestamp; raises ValueError for anything that is not ISO-8601."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def now_timestamp() -> str:
+    return format_timestamp(datetime.now(timezone.utc))
+
+
+@dataclass
+class Entry:
+    """One data object: its key relative to the prefix, byte size and last modification time."""
+
+    key: str
+    size: int
+    last_modified: str
+    local_mtime: str | None = None
+    sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self, *, with_local: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key, "size": self.size, "lastModified": self.last_modified}
+        if with_local and self.local_mtime is not None:
+            out["localMtime"] = self.local_mtime
+        if self.sha256 is not None:
+            out["sha256"] = self.sha256
+        for name in sorted(self.extra):
+            out[name] = self.extra[name]
+        return out
+
+    @property
+    def last_modified_epoch(self) -> float:
+        return parse_timestamp(self.last_modified).timestamp()
+
+
+@dataclass
+class Index:
+    """The whole index: entries keyed by their relative key, plus ``lastPulled``."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    last_pulled: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def suspicious_entries(self) -> Iterator[tuple[str, KeyKind]]:
+        """Entries a crafted or buggy index holds that are not data: internal files, unsafe keys."""
+        for key, entry in self.entries.items():
+            kind = classify(key, entry.size)
+            if kind is not KeyKind.DATA:
+                yield key, kind
+
+    def data_entries(self) -> Iterator[Entry]:
+        """Entries that are safe to hydrate: data keys only, in key order."""
+        for key in sorted(self.entries):
+            entry = self.entries[key]
+            if classify(key, entry.size) is KeyKind.DATA:
+                yield entry
+
+
+def _entry_from_json(name: str, raw: Any, where: str) -> Entry:
+    if not isinstance(raw, dict):
+        raise CorruptIndex(f"{where}: entry {escape_key(name)} is not an object")
+    key = raw.get("key")
+    if key != name:
+        raise CorruptIndex(f"{where}: entry {escape_key(name)} has key field {key!r}, not its own name")
+    size = raw.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise CorruptIndex(f"{where}: entry {escape_key(name)} has size {size!r}, not a byte count")
+    last_modified = raw.get("lastModified")
+    if not isinstance(last_modified, str):
+        raise CorruptIndex(f"{where}: entry {escape_key(name)} has no lastModified timestamp")
+    try:
+        parse_timestamp(last_modified)
+    except ValueError:
+        raise CorruptIndex(
+            f"{where}: entry {escape_key(name)} has lastModified {last_modified!r}, not ISO-8601"
+        ) from None
+    local_mtime = raw.get("localMtime")
+    sha256 = raw.get("sha256")
+    extra = {k: v for k, v in raw.items() if k not in _KNOWN_ENTRY_FIELDS}
+    return Entry(
+        key=name,
+        size=size,
+        last_modified=last_modified,
+        local_mtime=local_mtime if isinstance(local_mtime, str) else None,
+        sha256=sha256 if isinstance(sha256, str) else None,
+        extra=extra,
+    )
+
+
+def parse(data: bytes | str, where: str = ".datastore-index.json") -> Index:
+    """Parse and validate an index; raises :class:`CorruptIndex` naming ``where`` on any defect."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptIndex(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise CorruptIndex(f"{where}: top level is not a JSON object")
+    if raw.get("version") != VERSION:
+        raise CorruptIndex(f"{where}: version is {raw.get('version')!r}, syncops reads version {VERSION}")
+    entries = raw.get("entries")
+    if not isinstance(entries, dict):
+        raise CorruptIndex(f"{where}: 'entries' is missing or not an object")
+    last_pulled = raw.get("lastPulled")
+    if last_pulled is not None and not isinstance(last_pulled, str):
+        raise CorruptIndex(f"{where}: 'lastPulled' is not a timestamp string")
+    extra = {k: v for k, v in raw.items() if k not in ("version", "lastPulled", "entries")}
+    parsed = {name: _entry_from_json(name, value, where) for name, value in entries.items()}
+    return Index(entries=parsed, last_pulled=last_pulled, extra=extra)
+
+
+def iter_serialized(index: Index, *, with_local: bool = True) -> Iterator[str]:
+    """Serialize in chunks (one per entry), so a big index is never built twice in memory.
+
+    Deterministic: entries sorted by key, fields in a fixed order, two-space indentation.
+    """
+    yield f'{{\n  "version": {VERSION},\n  "lastPulled": {json.dumps(index.last_pulled)}'
+    for name in sorted(index.extra):
+        yield f",\n  {json.dumps(name)}: {json.dumps(index.extra[name], sort_keys=True)}"
+    yield ',\n  "entries": {'
+    first = True
+    for key in sorted(index.entries):
+        body = json.dumps(index.entries[key].to_json(with_local=with_local), ensure_ascii=False)
+        yield ("\n    " if first else ",\n    ") + json.dumps(key, ensure_ascii=False) + ": " + body
+        first = False
+    yield "\n  }\n}\n" if not first else "}\n}\n"
+
+
+def serialize(index: Index, *, with_local: bool = True) -> bytes:
+    return "".join(iter_serialized(index, with_local=with_local)).encode("utf-8")
+
+
+def build(entries: Iterable[Entry], last_pulled: str | None = None) -> Index:
+    return Index(entries={e.key: e for e in entries}, last_pulled=last_pulled or now_timestamp())
+
+
+def merge(base: Index, changes: Mapping[str, Entry]) -> Index:
+    """``base`` ∪ ``changes``: a changed key takes the new entry, every other base entry is kept.
+
+    Unknown fields of an entry that is rewritten are carried over, as SPEC §2 requires.
+    """
+    merged = dict(base.entries)
+    for key, entry in changes.items():
+        previous = merged.get(key)
+        if previous is not None:
+            entry = Entry(
+                key=entry.key,
+                size=entry.size,
+                last_modified=entry.last_modified,
+                local_mtime=entry.local_mtime,
+                sha256=entry.sha256,
+                extra={**previous.extra, **entry.extra},
+            )
+        merged[key] = entry
+    return Index(entries=merged, last_pulled=base.last_pulled, extra=dict(base.extra))

@@ -1,0 +1,114 @@
+"""Which keys are data: the internal-file filter, directory markers, namespaces and key safety.
+
+Pure functions, no I/O. Every listing, index and local walk goes through :func:`classify`, so the
+rules of SPEC §2 live in exactly one place.
+"""
+
+from __future__ import annotations
+
+import enum
+import posixpath
+
+INDEX_KEY = ".datastore-index.json"
+NAMESPACE_MARKER = ".namespace.json"
+
+#: Internal files that only count at the datastore root.
+ROOT_INTERNAL_FILES = frozenset({INDEX_KEY, ".push-queue.json", ".datastore.lock", ".datastore-sync-state.json"})
+#: Internal trees at the datastore root.
+ROOT_INTERNAL_DIRS = ("_index/", "_control/")
+#: Internal files at any depth, by basename.
+ANY_DEPTH_INTERNAL_FILES = frozenset({".lock", NAMESPACE_MARKER, "_catalog.db"})
+ANY_DEPTH_INTERNAL_PREFIX = "_catalog.db-"
+
+
+class KeyKind(enum.Enum):
+    DATA = "data"
+    INTERNAL = "internal"
+    DIRECTORY_MARKER = "directory-marker"
+    UNSAFE = "unsafe"
+
+
+def is_internal(key: str) -> bool:
+    """True for the datastore's own bookkeeping files (never indexed, hydrated or pushed)."""
+    if key in ROOT_INTERNAL_FILES or key.startswith(ROOT_INTERNAL_DIRS):
+        return True
+    base = key.rsplit("/", 1)[-1]
+    return base in ANY_DEPTH_INTERNAL_FILES or base.startswith(ANY_DEPTH_INTERNAL_PREFIX)
+
+
+def unsafe_reason(key: str) -> str | None:
+    """Why a key must never become a local path or an index entry, or None when it is safe.
+
+    The rules protect the target directory: a key is turned into a path by joining its segments
+    under the target, so anything that could climb out of it, alias another key or confuse a
+    filesystem (absolute paths, ``..``/``.`` segments, backslashes, NUL and control characters,
+    empty segments) is refused before any path is built.
+    """
+    if key == "":
+        return "empty key"
+    if key.startswith("/"):
+        return "absolute path"
+    if "\\" in key:
+        return "backslash"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        return "NUL or control character"
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in key):
+        return "not valid UTF-8"
+    for segment in key.split("/"):
+        if segment == "":
+            return "empty path segment"
+        if segment == "..":
+            return "'..' segment"
+        if segment == ".":
+            return "'.' segment"
+    return None
+
+
+def escape_key(key: str) -> str:
+    """Show a key with control characters and backslashes escaped, safe to print on one line."""
+    out = []
+    for ch in key:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\u{code:04x}")
+        elif code < 0x20 or code == 0x7F:
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}.get(ch, f"\\x{code:02x}"))
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def classify(key: str, size: int = 0) -> KeyKind:
+    """Sort a key (relative to the datastore prefix) into data, internal, marker or unsafe."""
+    if key.endswith("/") and size == 0 and unsafe_reason(key.rstrip("/")) is None:
+        return KeyKind.DIRECTORY_MARKER
+    if unsafe_reason(key) is not None:
+        return KeyKind.UNSAFE
+    if is_internal(key):
+        return KeyKind.INTERNAL
+    return KeyKind.DATA
+
+
+def namespace_root(key: str) -> str | None:
+    """The subtree a ``.namespace.json`` key marks as a datastore of its own, with trailing slash.
+
+    A marker at the datastore's own root marks the datastore itself and returns None.
+    """
+    directory, _, base = key.rpartition("/")
+    if base != NAMESPACE_MARKER or not directory:
+        return None
+    return directory + "/"
+
+
+def in_namespace(key: str, roots: set[str]) -> bool:
+    """True when ``key`` lies inside any of the namespace subtrees ``roots``."""
+    if not roots:
+        return False
+    directory = posixpath.dirname(key)
+    while directory:
+        if directory + "/" in roots:
+            return True
+        directory = posixpath.dirname(directory)
+    return False

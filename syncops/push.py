@@ -1,0 +1,165 @@
+"""push (SPEC §3): upload new or changed local files and publish the merged index.
+
+Discovery first, so a bucket that holds data but no index keeps every remote entry. The index is
+written with an optimistic-concurrency condition on the version that was read; on a lost race the
+current index is re-read and merged again, so two peers pushing different files lose no entry.
+push never deletes remote objects.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from syncops import index as idx
+from syncops.discover import discover, read_index
+from syncops.errors import BadInput, ConditionUnsupported, CorruptIndex, PreconditionFailed, StoreError
+from syncops.hydrate import DEFAULT_CONCURRENCY
+from syncops.keys import INDEX_KEY, KeyKind, classify, escape_key, in_namespace, namespace_root, unsafe_reason
+from syncops.localfs import walk_files, write_bytes_atomically
+from syncops.progress import NoProgress, Progress
+from syncops.report import Report
+from syncops.stores.base import ObjectStore
+
+#: Lost index races to absorb before giving up (each one re-reads and re-merges).
+MAX_INDEX_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    key: str
+    size: int
+    mtime: float
+
+
+def scan_local(source: Path, warnings: list[str]) -> dict[str, LocalFile]:
+    """The data files of a local directory, under the same rules a remote listing gets."""
+    files: dict[str, LocalFile] = {}
+    namespaces: set[str] = set()
+    for key, stat in walk_files(source):
+        root = namespace_root(key)
+        if root is not None:
+            namespaces.add(root)
+        kind = classify(key, stat.st_size)
+        if kind is KeyKind.DATA:
+            files[key] = LocalFile(key, stat.st_size, stat.st_mtime)
+        elif kind is KeyKind.UNSAFE:
+            warnings.append(f"unsafe local name skipped: {escape_key(key)} ({unsafe_reason(key)})")
+    return {k: f for k, f in files.items() if not in_namespace(k, namespaces)}
+
+
+def read_local_index(source: Path, warnings: list[str]) -> idx.Index | None:
+    path = source / INDEX_KEY
+    try:
+        return idx.parse(path.read_bytes(), where=str(path))
+    except FileNotFoundError:
+        return None
+    except CorruptIndex as exc:
+        warnings.append(f"local index ignored: {exc}")
+        return None
+
+
+def _millis(epoch: float) -> int:
+    return int(epoch * 1000)
+
+
+def is_changed(local: LocalFile, remote: idx.Entry | None, previous: idx.Entry | None) -> bool:
+    """New, another size, or modified since the copy syncops last recorded (SPEC §3 "push")."""
+    if remote is None or remote.size != local.size:
+        return True
+    reference = previous.local_mtime if previous is not None and previous.local_mtime else remote.last_modified
+    return _millis(local.mtime) > _millis(idx.parse_timestamp(reference).timestamp())
+
+
+def _publish(
+    store: ObjectStore, base: idx.Index, token: str | None, changes: dict[str, idx.Entry], warnings: list[str]
+) -> idx.Index:
+    """Write base ∪ changes under a version condition; on a lost race re-read, re-merge, retry."""
+    for _ in range(MAX_INDEX_ATTEMPTS):
+        merged = idx.merge(base, changes)
+        merged.last_pulled = idx.now_timestamp()
+        data = idx.serialize(merged, with_local=False)
+        try:
+            if token is None:
+                store.put(INDEX_KEY, data, if_absent=True)
+            else:
+                store.put(INDEX_KEY, data, if_token=token)
+            return merged
+        except ConditionUnsupported:
+            warnings.append("backend does not support conditional writes; index written unconditionally")
+            store.put(INDEX_KEY, data)
+            return merged
+        except PreconditionFailed:
+            current = read_index(store)
+            base, token = (current[0], current[1].token) if current else (idx.Index(), None)
+    raise StoreError(
+        f"{store.url.object_url(INDEX_KEY)}: lost {MAX_INDEX_ATTEMPTS} races to other writers; "
+        "the objects are uploaded, run push again to publish the index"
+    )
+
+
+def push(
+    store: ObjectStore,
+    source: Path,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Progress | None = None,
+) -> Report:
+    if not source.is_dir():
+        raise BadInput(f"{source} is not a directory")
+    progress = progress or NoProgress()
+    discovery = discover(store)
+    warnings = list(discovery.warnings)
+    previous = read_local_index(source, warnings)
+    local = scan_local(source, warnings)
+    remote = discovery.index
+    changed = [
+        f
+        for key, f in sorted(local.items())
+        if is_changed(f, remote.entries.get(key), previous.entries.get(key) if previous else None)
+    ]
+
+    def upload(file: LocalFile) -> idx.Entry:
+        store.upload(file.key, source.joinpath(*file.key.split("/")))
+        progress.advance(file.size)
+        return idx.Entry(key=file.key, size=file.size, last_modified=idx.now_timestamp())
+
+    progress.start("pushing", len(changed), sum(f.size for f in changed))
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="syncops-push") as pool:
+            uploaded = {e.key: e for e in pool.map(upload, changed)}
+    finally:
+        progress.stop()
+
+    published = remote
+    index_written = discovery.index_written
+    if uploaded:
+        published = _publish(store, remote, discovery.token, uploaded, warnings)
+        index_written = True
+    _write_local_copy(source, published, local)
+    return Report(
+        url=str(store.url),
+        status=discovery.status,
+        entries=len(published),
+        index_written=index_written,
+        pushed=len(uploaded),
+        bytes=sum(e.size for e in uploaded.values()),
+        warnings=warnings,
+    )
+
+
+def _write_local_copy(source: Path, published: idx.Index, local: dict[str, LocalFile]) -> None:
+    """The local index mirrors what was published, with ``localMtime`` for files present here."""
+    copy = idx.Index(last_pulled=published.last_pulled or idx.now_timestamp(), extra=dict(published.extra))
+    for key, entry in published.entries.items():
+        here = local.get(key)
+        copy.entries[key] = idx.Entry(
+            key=key,
+            size=entry.size,
+            last_modified=entry.last_modified,
+            local_mtime=idx.timestamp_from_epoch(here.mtime) if here and here.size == entry.size else None,
+            sha256=entry.sha256,
+            extra=dict(entry.extra),
+        )
+    write_bytes_atomically(source / INDEX_KEY, idx.serialize(copy))

@@ -1,0 +1,25 @@
+"""Backends behind one contract; :func:`open_store` picks one from the datastore URL.
+
+Backends are imported lazily so ``syncops`` on a ``file://`` datastore never loads an SDK.
+"""
+
+from __future__ import annotations
+
+from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo, ObjectStore
+
+__all__ = ["Blob", "DatastoreUrl", "ObjectInfo", "ObjectStore", "open_store"]
+
+
+def open_store(url: str | DatastoreUrl, *, endpoint_url: str | None = None, concurrency: int = 32) -> ObjectStore:
+    parsed = url if isinstance(url, DatastoreUrl) else DatastoreUrl.parse(url)
+    if parsed.scheme == "s3":
+        from syncops.stores.s3 import S3Store
+
+        return S3Store(parsed, endpoint_url=endpoint_url, concurrency=concurrency)
+    if parsed.scheme == "gs":
+        from syncops.stores.gcs import GcsStore
+
+        return GcsStore(parsed, concurrency=concurrency)
+    from syncops.stores.local import LocalStore
+
+    return LocalStore(parsed)

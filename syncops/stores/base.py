@@ -1,0 +1,117 @@
+"""The storage contract every backend implements, and the datastore URL.
+
+discover / hydrate / push / verify speak only this contract and the error types of
+:mod:`syncops.errors`; each backend is a short translation of one SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import unquote, urlsplit
+
+from syncops.errors import BadInput
+
+
+@dataclass(frozen=True)
+class DatastoreUrl:
+    """``s3://bucket[/prefix]``, ``gs://bucket[/prefix]`` or ``file:///absolute/path``."""
+
+    scheme: str
+    bucket: str
+    prefix: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> DatastoreUrl:
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        if scheme in ("s3", "gs"):
+            bucket = parts.netloc
+            if not bucket:
+                raise BadInput(f"bad datastore URL {text!r}: no bucket name (expected {scheme}://bucket[/prefix])")
+            if parts.query or parts.fragment:
+                raise BadInput(f"bad datastore URL {text!r}: query strings and fragments are not allowed")
+            prefix = parts.path.strip("/")
+            if "//" in prefix or any(seg in (".", "..") for seg in prefix.split("/") if prefix):
+                raise BadInput(f"bad datastore URL {text!r}: the prefix has empty, '.' or '..' segments")
+            return cls(scheme, bucket, prefix)
+        if scheme == "file":
+            if parts.netloc not in ("", "localhost"):
+                raise BadInput(f"bad datastore URL {text!r}: use file:///absolute/path (no host)")
+            path = unquote(parts.path)
+            if not path.startswith("/"):
+                raise BadInput(f"bad datastore URL {text!r}: the path must be absolute")
+            return cls("file", str(Path(path)), "")
+        raise BadInput(
+            f"bad datastore URL {text!r}: expected s3://bucket[/prefix], gs://bucket[/prefix] or file:///absolute/path"
+        )
+
+    def object_url(self, key: str) -> str:
+        """The full URL of one object, for messages."""
+        if self.scheme == "file":
+            return f"file://{self.bucket.rstrip('/')}/{key}"
+        return f"{self.scheme}://{self.bucket}/{self.full_key(key)}"
+
+    def full_key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def __str__(self) -> str:
+        if self.scheme == "file":
+            return f"file://{self.bucket}"
+        return f"{self.scheme}://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One listed object; ``key`` is relative to the datastore prefix and may be unsafe."""
+
+    key: str
+    size: int
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A whole small object (the index) and its version token: S3 ETag, GCS generation, local MD5."""
+
+    data: bytes
+    token: str
+
+
+class ObjectStore(Protocol):
+    """What a backend offers; every method raises only :mod:`syncops.errors` types."""
+
+    url: DatastoreUrl
+
+    def get(self, key: str) -> Blob:
+        """Read a whole object; :class:`NotFound` when it does not exist."""
+        ...
+
+    def put(self, key: str, data: bytes, *, if_absent: bool = False, if_token: str | None = None) -> str:
+        """Write an object, optionally create-only or only over version ``if_token``.
+
+        Returns the new version token. :class:`PreconditionFailed` when the condition does not hold,
+        :class:`ConditionUnsupported` when the backend refuses the condition itself.
+        """
+        ...
+
+    def list(self) -> Iterator[ObjectInfo]:
+        """Every object under the prefix, streamed page by page (never a whole listing in memory)."""
+        ...
+
+    def download(self, key: str, out: BinaryIO) -> int:
+        """Stream one object into ``out``; returns the byte count. :class:`NotFound` when gone."""
+        ...
+
+    def upload(self, key: str, path: Path) -> None:
+        """Upload one local file (no condition: data objects are written whole, last writer wins)."""
+        ...
+
+    def credential_source(self) -> str:
+        """Where credentials come from (environment, profile, instance role, anonymous), no secrets."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,170 @@
+"""Google Cloud Storage through google-cloud-storage: Application Default Credentials (anonymous
+under ``STORAGE_EMULATOR_HOST`` unless credentials are configured), the library's ``DEFAULT_RETRY``
+passed explicitly on every call (listing pages and conditional writes included), and
+``ifGenerationMatch`` for conditional writes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import google.auth
+import requests
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
+from google.auth.credentials import AnonymousCredentials
+from google.auth.exceptions import DefaultCredentialsError, RefreshError, TransportError
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from syncops.errors import (
+    AccessDenied,
+    ConditionUnsupported,
+    NotFound,
+    PreconditionFailed,
+    StoreError,
+    Unavailable,
+)
+from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo
+
+LIST_PAGE_SIZE = 1000
+#: Give up on a request after this long of retrying (the library's default is 120 s).
+RETRY: Retry = DEFAULT_RETRY.with_timeout(60.0)
+
+_PERMISSIONS = {
+    "get": "storage.objects.get",
+    "download": "storage.objects.get",
+    "put": "storage.objects.create (and storage.objects.delete to replace)",
+    "upload": "storage.objects.create (and storage.objects.delete to replace)",
+    "list": "storage.objects.list",
+}
+
+
+class GcsStore:
+    def __init__(self, url: DatastoreUrl, *, concurrency: int = 32) -> None:
+        self.url = url
+        self._emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        self._source = "Application Default Credentials"
+        try:
+            self._client = self._make_client()
+        except DefaultCredentialsError as exc:
+            raise AccessDenied(
+                f"no Google credentials for {url}: {exc} "
+                "(run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS)"
+            ) from None
+        # Size the HTTP connection pool to the transfer pool, or threads queue for sockets.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, concurrency + 4))
+        http = self._client._http  # the library's own authorized session
+        http.mount("https://", adapter)
+        http.mount("http://", adapter)
+        self._bucket = self._client.bucket(url.bucket)
+
+    def _make_client(self) -> storage.Client:
+        project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT")
+        if self._emulator and not os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+            self._source = f"anonymous (emulator at {self._emulator})"
+            return storage.Client(project=project or "syncops-local", credentials=AnonymousCredentials())
+        credentials, detected_project = google.auth.default()
+        if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+            self._source = "the key file in GOOGLE_APPLICATION_CREDENTIALS"
+        elif type(credentials).__module__.startswith("google.auth.compute_engine"):
+            self._source = "the instance's service account (metadata server)"
+        else:
+            self._source = "Application Default Credentials (gcloud)"
+        return storage.Client(project=project or detected_project or "-", credentials=credentials)
+
+    def credential_source(self) -> str:
+        return self._source
+
+    def _translate(self, exc: Exception, operation: str, key: str | None) -> Exception:
+        where = self.url.object_url(key) if key is not None else str(self.url)
+        if isinstance(exc, gexc.NotFound):
+            if key is None:
+                return StoreError(f"{operation} {where}: bucket {self.url.bucket!r} does not exist")
+            return NotFound(f"{where}: not found")
+        if isinstance(exc, gexc.PreconditionFailed):
+            return PreconditionFailed(f"{operation} {where}: precondition failed")
+        if isinstance(exc, (gexc.Forbidden, gexc.Unauthorized, RefreshError, DefaultCredentialsError)):
+            return AccessDenied(
+                f"access denied: {operation} {where}; credentials from {self._source}; "
+                f"the caller needs {_PERMISSIONS.get(operation, 'storage.objects.*')} on it"
+            )
+        if isinstance(exc, gexc.MethodNotImplemented):
+            return ConditionUnsupported(f"{operation} {where}: {exc.message}")
+        if isinstance(
+            exc,
+            (
+                gexc.RetryError,
+                gexc.ServerError,
+                gexc.TooManyRequests,
+                requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+                TransportError,
+                ConnectionError,
+            ),
+        ):
+            return Unavailable(f"{operation} {where}: {exc} (after retries)")
+        if isinstance(exc, gexc.GoogleAPICallError):
+            return StoreError(f"{operation} {where} failed: {exc.code} {exc.message}")
+        if isinstance(exc, ValueError) and "checksum" in str(exc).lower():
+            return Unavailable(f"{operation} {where}: {exc}")
+        return exc
+
+    def _guard(self, operation: str, key: str | None, call: Any) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            raise self._translate(exc, operation, key) from None
+
+    # -- contract ------------------------------------------------------------------------------
+    def get(self, key: str) -> Blob:
+        blob = self._bucket.blob(self.url.full_key(key))
+        data = self._guard("get", key, lambda: blob.download_as_bytes(retry=RETRY))
+        return Blob(data=data, token=str(blob.generation))
+
+    def put(self, key: str, data: bytes, *, if_absent: bool = False, if_token: str | None = None) -> str:
+        blob = self._bucket.blob(self.url.full_key(key))
+        generation: int | None = 0 if if_absent else (int(if_token) if if_token is not None else None)
+        self._guard(
+            "put",
+            key,
+            lambda: blob.upload_from_string(
+                data,
+                content_type="application/json" if key.endswith(".json") else "application/octet-stream",
+                if_generation_match=generation,
+                retry=RETRY,
+            ),
+        )
+        return str(blob.generation)
+
+    def list(self) -> Iterator[ObjectInfo]:
+        prefix = f"{self.url.prefix}/" if self.url.prefix else ""
+        blobs = self._client.list_blobs(
+            self._bucket,
+            prefix=prefix or None,
+            page_size=LIST_PAGE_SIZE,
+            fields="items(name,size,updated),nextPageToken",
+            retry=RETRY,
+        )
+        try:
+            for blob in blobs:
+                yield ObjectInfo(key=blob.name[len(prefix) :], size=int(blob.size or 0), last_modified=blob.updated)
+        except Exception as exc:
+            raise self._translate(exc, "list", None) from None
+
+    def download(self, key: str, out: BinaryIO) -> int:
+        blob = self._bucket.blob(self.url.full_key(key))
+        start = out.tell()
+        self._guard("download", key, lambda: blob.download_to_file(out, retry=RETRY))
+        return out.tell() - start
+
+    def upload(self, key: str, path: Path) -> None:
+        blob = self._bucket.blob(self.url.full_key(key))
+        self._guard("upload", key, lambda: blob.upload_from_filename(str(path), retry=RETRY))
+
+    def close(self) -> None:
+        self._client.close()
