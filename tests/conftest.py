@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,10 @@ class RawBucket:
     def keys(self) -> list[str]:
         raise NotImplementedError
 
+    def listing(self) -> dict[str, tuple[int, datetime]]:
+        """key -> (size, last modified) as the server lists it."""
+        raise NotImplementedError
+
     def delete(self, key: str) -> None:
         raise NotImplementedError
 
@@ -91,8 +96,11 @@ class S3Raw(RawBucket):
         return f"{head['ETag']}@{head['LastModified'].isoformat()}"
 
     def keys(self) -> list[str]:
+        return sorted(self.listing())
+
+    def listing(self) -> dict[str, tuple[int, datetime]]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
-        return sorted(item["Key"] for page in pages for item in page.get("Contents", ()))
+        return {i["Key"]: (i["Size"], i["LastModified"]) for page in pages for i in page.get("Contents", ())}
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
@@ -118,7 +126,10 @@ class GcsRaw(RawBucket):
         return None if blob is None else str(blob.generation)
 
     def keys(self) -> list[str]:
-        return sorted(blob.name for blob in self.client.list_blobs(self.bucket))
+        return sorted(self.listing())
+
+    def listing(self) -> dict[str, tuple[int, datetime]]:
+        return {b.name: (int(b.size), b.updated) for b in self.client.list_blobs(self.bucket)}
 
     def delete(self, key: str) -> None:
         self.bucket.blob(key).delete()
@@ -145,9 +156,18 @@ class LocalRaw(RawBucket):
         return f"{stat.st_ino}@{stat.st_mtime_ns}"
 
     def keys(self) -> list[str]:
-        return sorted(
-            str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file() and p.name != ".datastore.lock"
-        )
+        return sorted(self.listing())
+
+    def listing(self) -> dict[str, tuple[int, datetime]]:
+        out = {}
+        for path in self.root.rglob("*"):
+            if path.is_file() and path.name != ".datastore.lock":
+                stat = path.stat()
+                out[str(path.relative_to(self.root))] = (
+                    stat.st_size,
+                    datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+                )
+        return out
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink()

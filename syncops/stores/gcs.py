@@ -34,6 +34,8 @@ LIST_PAGE_SIZE = 1000
 #: Give up on a request after this long of retrying (the library's default is 120 s).
 RETRY: Retry = DEFAULT_RETRY.with_timeout(60.0)
 
+_BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
+
 _PERMISSIONS = {
     "get": "storage.objects.get",
     "download": "storage.objects.get",
@@ -47,6 +49,9 @@ class GcsStore:
     def __init__(self, url: DatastoreUrl, *, concurrency: int = 32) -> None:
         self.url = url
         self._emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        # The library fetches bucket metadata in the background for trace attributes: one extra
+        # request per bucket that needs storage.buckets.get, which least-privilege workloads lack.
+        os.environ.setdefault(_BUCKET_METADATA_SWITCH, "true")
         self._source = "Application Default Credentials"
         try:
             self._client = self._make_client()
