@@ -12,12 +12,17 @@ import http.client
 import socket
 import struct
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+
+#: ``Fault.status`` values that are not HTTP statuses.
+RESET = 0  # reset the connection before any response byte
+FORWARD = -1  # pass the request upstream (after ``delay``/``before``/``gather``), optionally ``cut``/``trickle``
 
 
 @dataclass
@@ -25,6 +30,8 @@ class Seen:
     method: str
     path: str  # path and query, as sent
     status: int  # what the client got; 0 for a reset connection
+    headers: dict[str, str] = field(default_factory=dict)  # request headers, names lower-cased
+    body: bytes = b""  # the first 4 KiB of the request body (a GCS upload names its object there)
 
 
 @dataclass
@@ -32,7 +39,18 @@ class Fault:
     """Answer matching requests with ``status`` (or reset the connection when ``status`` is 0).
 
     ``times`` is how many matching requests are hit (None: every one); ``skip`` lets that many
-    matching requests through first.
+    matching requests through first. Optional extras, all off by default:
+
+    * ``headers``: the request headers (lower-cased names) must satisfy this too;
+    * ``delay``: seconds to wait before acting; ``before``: a callable run before acting (e.g. a
+      concurrent writer changing an object between a client's read and its write);
+    * ``gather``: hold matching requests until this many are waiting (or ``gather_timeout`` passed),
+      so racing clients really are all in the window at once;
+    * with ``status=FORWARD``: ``cut`` sends the real status, headers (full Content-Length) and only
+      the first ``cut`` body bytes, then resets (a body broken off mid-stream); ``trickle`` sends the
+      body in 16 KiB pieces this many seconds apart (a slow download); ``drop_response`` lets the
+      request reach the server and then resets the connection instead of answering (a write that
+      landed although the client saw it fail).
     """
 
     match: Callable[[str, str], bool]
@@ -40,9 +58,21 @@ class Fault:
     times: int | None = 1
     skip: int = 0
     hits: int = 0
+    headers: Callable[[Mapping[str, str]], bool] | None = None
+    delay: float = 0.0
+    before: Callable[[], None] | None = None
+    gather: int = 0
+    gather_timeout: float = 30.0
+    cut: int | None = None
+    trickle: float = 0.0
+    drop_response: bool = False
+    _arrived: int = 0
+    _gathered: threading.Condition = field(default_factory=threading.Condition)
 
-    def take(self, method: str, path: str) -> bool:
+    def take(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> bool:
         if not self.match(method, path):
+            return False
+        if self.headers is not None and not self.headers(headers or {}):
             return False
         if self.skip > 0:
             self.skip -= 1
@@ -51,6 +81,18 @@ class Fault:
             return False
         self.hits += 1
         return True
+
+    def hold(self) -> None:
+        """Run ``delay``, ``gather`` and ``before`` for one matching request (outside the proxy lock)."""
+        if self.delay:
+            time.sleep(self.delay)
+        if self.gather:
+            with self._gathered:
+                self._arrived += 1
+                self._gathered.notify_all()
+                self._gathered.wait_for(lambda: self._arrived >= self.gather, timeout=self.gather_timeout)
+        if self.before is not None:
+            self.before()
 
 
 #: Rewrites an upstream response body: (method, path, status, body) -> body.
@@ -69,18 +111,21 @@ class ProxyState:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     state: ProxyState
+    _body_head: bytes = b""
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         pass
 
     def _record(self, status: int) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
         with self.state.lock:
-            self.state.seen.append(Seen(self.command, self.path, status))
+            self.state.seen.append(Seen(self.command, self.path, status, headers, self._body_head))
 
     def _fault(self) -> Fault | None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
         with self.state.lock:
             for fault in self.state.faults:
-                if fault.take(self.command, self.path):
+                if fault.take(self.command, self.path, headers):
                     return fault
         return None
 
@@ -93,9 +138,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        self._body_head = body[:4096]
         fault = self._fault()
         if fault is not None:
-            if fault.status == 0:
+            fault.hold()
+        if fault is not None and fault.status != FORWARD:
+            if fault.status == RESET:
                 self._reset()
                 return
             payload = f"<Error><Code>Injected{fault.status}</Code><Message>injected</Message></Error>".encode()
@@ -119,6 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
             reply_headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_HEADERS]
         finally:
             upstream.close()
+        if fault is not None and fault.drop_response:
+            self._reset()
+            return
         for rewrite in self.state.rewrites:
             data = rewrite(self.command, self.path, status, data)
         self.send_response(status)
@@ -127,7 +178,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command == "HEAD":
+            data = b""
+        if fault is not None and fault.cut is not None and data:
+            self.wfile.write(data[: fault.cut])
+            self.wfile.flush()
+            self._reset()
+            return
+        if fault is not None and fault.trickle:
+            for start in range(0, len(data), 16 * 1024):
+                self.wfile.write(data[start : start + 16 * 1024])
+                self.wfile.flush()
+                time.sleep(fault.trickle)
+        else:
             self.wfile.write(data)
         self._record(status)
 
@@ -142,6 +205,8 @@ class Proxy:
         handler = type("Handler", (_Handler,), {"state": self.state})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        # A client killed mid-transfer (crash tests) breaks the pipe: expected, not worth a traceback.
+        self._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -169,7 +234,5 @@ class Proxy:
 
     def count(self, method: str | None = None, predicate: Callable[[str], bool] | None = None) -> int:
         return sum(
-            1
-            for s in self.seen
-            if (method is None or s.method == method) and (predicate is None or predicate(s.path))
+            1 for s in self.seen if (method is None or s.method == method) and (predicate is None or predicate(s.path))
         )

@@ -186,6 +186,10 @@ def gcs_client(endpoint: str) -> Any:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    return storage.Client(project="syncops-test", credentials=AnonymousCredentials(), client_options={
-        "api_endpoint": endpoint,
-    })
+    return storage.Client(
+        project="syncops-test",
+        credentials=AnonymousCredentials(),
+        client_options={
+            "api_endpoint": endpoint,
+        },
+    )

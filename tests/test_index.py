@@ -76,7 +76,10 @@ def test_empty_index_serializes_to_valid_json():
         (b'{"version": 1, "entries": []}', "'entries' is missing or not an object"),
         (b'{"version": 1, "entries": {"a": {"key": "b", "size": 1, "lastModified": "2026-01-01T00:00:00Z"}}}', "key"),
         (b'{"version": 1, "entries": {"a": {"key": "a", "size": -1, "lastModified": "2026-01-01T00:00:00Z"}}}', "size"),
-        (b'{"version": 1, "entries": {"a": {"key": "a", "size": true, "lastModified": "2026-01-01T00:00:00Z"}}}', "size"),
+        (
+            b'{"version": 1, "entries": {"a": {"key": "a", "size": true, "lastModified": "2026-01-01T00:00:00Z"}}}',
+            "size",
+        ),
         (b'{"version": 1, "entries": {"a": {"key": "a", "size": 1, "lastModified": "yesterday"}}}', "ISO-8601"),
         (b'{"version": 1, "entries": {"a": {"key": "a", "size": 1}}}', "lastModified"),
     ],
@@ -166,12 +169,22 @@ def test_listing_drops_internal_markers_namespaces_and_unsafe_keys():
     when = datetime(2026, 1, 1, tzinfo=timezone.utc)
     listing = [
         ObjectInfo(k, 0 if k.endswith("/") else 3, when)
-        for k in ["ns/-early", "a", "ns/.namespace.json", "ns/deep/x", "nsx/y", "d/", "../bad", ".lock", ".namespace.json"]
+        for k in [
+            "ns/-early",
+            "a",
+            "ns/.namespace.json",
+            "ns/deep/x",
+            "nsx/y",
+            "d/",
+            "../bad",
+            ".lock",
+            ".namespace.json",
+        ]
     ]
     result = entries_from_listing(listing)
     assert sorted(result.entries) == ["a", "nsx/y"]
     assert result.namespaces == ["ns/"]
-    assert result.warnings == ['unsafe key skipped: "../bad" (\'..\' segment)']
+    assert result.warnings == ["unsafe key skipped: \"../bad\" ('..' segment)"]
 
 
 @pytest.mark.parametrize(

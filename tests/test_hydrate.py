@@ -1,0 +1,156 @@
+"""hydrate / bootstrap against real servers (SPEC §3 "hydrate"), through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from syncops import index as idx
+from syncops.localfs import PARTIAL_SUFFIX
+from tests.conftest import Datastore, run_cli
+
+rng = random.Random(7)
+FILES = {
+    "data/models/a.json": b'{"a": 1}\n',
+    "data/models/deep/b.json": b'{"b": [1, 2, 3]}\n',
+    "data/raw/random.bin": rng.randbytes(3 * 1024 * 1024 + 17),
+    "data/raw/empty.bin": b"",
+    "data/names/with space & ünïcode.txt": "hello ✓\n".encode(),
+    "top.csv": b"x,y\n1,2\n",
+}
+
+
+def local_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".datastore-index.json"
+    }
+
+
+def test_bootstrap_hydrates_every_file_byte_for_byte(datastore: Datastore, tmp_path: Path):
+    """(B) an unindexed bucket: discovered, published, and every file lands whole, with its mtime."""
+    datastore.seed(FILES)
+    target = tmp_path / "cache"
+    result = run_cli("bootstrap", datastore.url, str(target), "--json", env=datastore.env)
+    assert result.code == 0, result.stderr
+    report = result.json
+    assert (report["status"], report["entries"], report["pulled"], report["skipped"], report["stale"]) == (
+        "discovered",
+        len(FILES),
+        len(FILES),
+        0,
+        0,
+    )
+    assert report["bytes"] == sum(len(v) for v in FILES.values())
+    assert report["index_written"] is True
+    assert local_files(target) == FILES
+    assert not [p for p in target.rglob("*") if p.name.endswith(PARTIAL_SUFFIX)]
+
+    remote = datastore.index()
+    assert remote is not None
+    local = json.loads((target / ".datastore-index.json").read_text())
+    assert local["version"] == 1
+    assert set(local["entries"]) == set(FILES)
+    for key, entry in local["entries"].items():
+        remote_entry = remote["entries"][key]
+        assert {k: entry[k] for k in ("key", "size", "lastModified")} == remote_entry
+        mtime = (target / key).stat().st_mtime
+        assert idx.timestamp_from_epoch(mtime) == remote_entry["lastModified"]
+        assert entry["localMtime"] == remote_entry["lastModified"]
+
+
+def test_second_peer_writes_nothing_and_a_rerun_downloads_nothing(datastore: Datastore, tmp_path: Path):
+    """(F) peer 2 against a discovered bucket leaves the index version as it was; reruns pull 0."""
+    datastore.seed(FILES)
+    first = run_cli("bootstrap", datastore.url, str(tmp_path / "peer1"), "--json", env=datastore.env)
+    assert first.code == 0, first.stderr
+    version = datastore.index_version()
+    assert version is not None
+    index_bytes = datastore.raw.get(datastore.full(".datastore-index.json"))
+
+    second = run_cli("bootstrap", datastore.url, str(tmp_path / "peer2"), "--json", env=datastore.env)
+    assert second.code == 0, second.stderr
+    assert (second.json["status"], second.json["index_written"], second.json["pulled"]) == ("found", False, len(FILES))
+    assert local_files(tmp_path / "peer2") == FILES
+
+    rerun = run_cli("hydrate", datastore.url, str(tmp_path / "peer2"), "--json", env=datastore.env)
+    assert rerun.code == 0, rerun.stderr
+    assert (rerun.json["pulled"], rerun.json["skipped"], rerun.json["bytes"]) == (0, len(FILES), 0)
+
+    assert datastore.index_version() == version
+    assert datastore.raw.get(datastore.full(".datastore-index.json")) == index_bytes
+
+
+def test_missing_or_resized_files_are_fetched_again(datastore: Datastore, tmp_path: Path):
+    datastore.seed(FILES)
+    target = tmp_path / "cache"
+    assert run_cli("bootstrap", datastore.url, str(target), env=datastore.env).code == 0
+    (target / "top.csv").unlink()
+    (target / "data/models/a.json").write_bytes(b"cut")
+    result = run_cli("hydrate", datastore.url, str(target), "--json", env=datastore.env)
+    assert result.code == 0, result.stderr
+    assert (result.json["pulled"], result.json["skipped"]) == (2, len(FILES) - 2)
+    assert local_files(target) == FILES
+
+
+def test_an_entry_whose_object_vanished_is_counted_stale(datastore: Datastore, tmp_path: Path):
+    datastore.seed(FILES)
+    assert run_cli("discover", datastore.url, env=datastore.env).code == 0
+    datastore.raw.delete(datastore.full("top.csv"))
+    target = tmp_path / "cache"
+    result = run_cli("hydrate", datastore.url, str(target), "--json", env=datastore.env)
+    assert result.code == 0, result.stderr
+    assert (result.json["status"], result.json["pulled"], result.json["stale"]) == ("found", len(FILES) - 1, 1)
+    assert any("top.csv" in w and "gone" in w for w in result.json["warnings"])
+    assert not (target / "top.csv").exists()
+    local = json.loads((target / ".datastore-index.json").read_text())
+    assert "top.csv" not in local["entries"]
+
+
+def test_empty_datastore_hydrates_nothing_and_says_so(datastore: Datastore, tmp_path: Path):
+    target = tmp_path / "cache"
+    result = run_cli("bootstrap", datastore.url, str(target), env=datastore.env)
+    assert result.code == 0
+    assert "the datastore is empty" in result.stderr
+    assert datastore.raw.keys() == []
+    assert json.loads((target / ".datastore-index.json").read_text())["entries"] == {}
+
+
+@pytest.mark.parametrize("kind", ["s3", "gcs"])
+def test_prefixed_datastore_hydrates_relative_paths(make_datastore, kind, tmp_path: Path):
+    """(I) objects under env/prod land at DIR/<relative key>; objects outside the prefix do not."""
+    ds = make_datastore(kind, prefix="env/prod")
+    ds.seed(FILES)
+    ds.raw.put("env/production/x.json", b"neighbour")
+    target = tmp_path / "cache"
+    result = run_cli("bootstrap", ds.url, str(target), "--json", env=ds.env)
+    assert result.code == 0, result.stderr
+    assert local_files(target) == FILES
+
+
+def test_concurrency_one_gives_the_same_result(make_datastore, tmp_path: Path):
+    ds = make_datastore("s3")
+    ds.seed(FILES)
+    result = run_cli("hydrate", ds.url, str(tmp_path / "c"), "--concurrency", "1", "--json", env=ds.env)
+    assert result.code == 0, result.stderr
+    assert local_files(tmp_path / "c") == FILES
+
+
+def test_hydrate_never_follows_a_symlink_out_of_the_target(make_datastore, tmp_path: Path):
+    ds = make_datastore("file")
+    ds.seed({"link/escape.txt": b"must not land outside", "ok.txt": b"fine"})
+    target = tmp_path / "cache"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target.mkdir()
+    os.symlink(outside, target / "link")
+    result = run_cli("hydrate", ds.url, str(target), "--json", env=ds.env)
+    assert result.code == 0, result.stderr
+    assert list(outside.iterdir()) == []
+    assert (target / "ok.txt").read_bytes() == b"fine"
+    assert any("symlink" in w for w in result.json["warnings"])
