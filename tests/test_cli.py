@@ -88,3 +88,54 @@ def test_help_and_version():
     version = run_cli("--version")
     assert version.code == 0
     assert "syncops" in version.stdout
+
+
+def run_with_terminal_stderr(*args: str) -> tuple[int, str]:
+    """Run syncops with stderr on a pseudo-terminal, as a person at a shell would."""
+    import os
+    import pty
+    import subprocess
+
+    from tests.conftest import _syncops_command, clean_environment
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [*_syncops_command(), *args],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+        env={**clean_environment(), "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(slave)
+    captured = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        captured += chunk
+    os.close(master)
+    proc.wait(timeout=60)
+    return proc.returncode, captured.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path):
+    store = tmp_path / "store"
+    store.mkdir()
+    for i in range(40):
+        (store / f"f{i:02d}.bin").write_bytes(bytes([i]) * 2000)
+    code, terminal = run_with_terminal_stderr("hydrate", f"file://{store}", str(tmp_path / "tty"))
+    assert code == 0
+    assert "hydrating 40 files" in terminal
+    assert "80.0/80.0 kB" in terminal
+
+    code, quiet = run_with_terminal_stderr("hydrate", f"file://{store}", str(tmp_path / "json"), "--json")
+    assert code == 0
+    assert "hydrating" not in quiet
+
+    piped = run_cli("hydrate", f"file://{store}", str(tmp_path / "pipe"))
+    assert piped.code == 0
+    assert "hydrating" not in piped.stderr
+    assert "40 pulled" in piped.stderr
