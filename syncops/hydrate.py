@@ -62,7 +62,7 @@ def _plan(index: idx.Index, target: Path, warnings: list[str]) -> tuple[list[idx
             continue
         try:
             same = path.stat().st_size == entry.size and path.is_file()
-        except FileNotFoundError:
+        except OSError:  # missing, or a parent is a file: fetch, and let the write report it
             same = False
         (present if same else wanted).append(entry)
     return wanted, present

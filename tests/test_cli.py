@@ -22,6 +22,7 @@ from tests.conftest import Datastore, run_cli
         (["hydrate", "file:///tmp/x", "/tmp/y", "--concurrency", "many"], "--concurrency"),
         (["discover", "file:///tmp/x", "--bogus"], "No such option"),
         (["frobnicate"], "No such command"),
+        (["discover", "gs://bucket", "--endpoint-url", "http://127.0.0.1:1"], "s3:// datastores only"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(args, needle):

@@ -5,6 +5,7 @@ Backends are imported lazily so ``syncops`` on a ``file://`` datastore never loa
 
 from __future__ import annotations
 
+from syncops.errors import BadInput
 from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo, ObjectStore
 
 __all__ = ["Blob", "DatastoreUrl", "ObjectInfo", "ObjectStore", "open_store"]
@@ -16,6 +17,8 @@ def open_store(url: str | DatastoreUrl, *, endpoint_url: str | None = None, conc
         from syncops.stores.s3 import S3Store
 
         return S3Store(parsed, endpoint_url=endpoint_url, concurrency=concurrency)
+    if endpoint_url is not None:
+        raise BadInput("--endpoint-url applies to s3:// datastores only (GCS emulators: STORAGE_EMULATOR_HOST)")
     if parsed.scheme == "gs":
         from syncops.stores.gcs import GcsStore
 
