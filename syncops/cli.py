@@ -190,6 +190,43 @@ def bootstrap(url: str, directory: Path, concurrency: int, endpoint_url: str | N
     _hydrate("bootstrap", url, directory, concurrency, endpoint_url, as_json)
 
 
+@cli.command()
+@click.option("--stack", "stack_name", metavar="NAME", help="Stack to select or create [default: the current stack].")
+@click.option(
+    "--cwd",
+    "work_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The Pulumi project directory.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("datastore"),
+    show_default=True,
+    help="Local directory to bootstrap into.",
+)
+@concurrency_option
+@json_option
+def up(stack_name: str | None, work_dir: Path, directory: Path, concurrency: int, as_json: bool) -> None:
+    """Run `pulumi up` for the stack (Automation API), then bootstrap DIR from its datastoreUrl."""
+
+    def action() -> Report:
+        from syncops.up import up as run
+
+        return run(
+            stack_name=stack_name,
+            work_dir=work_dir,
+            target=directory,
+            concurrency=concurrency,
+            progress=_progress(as_json),
+        )
+
+    _run("up", stack_name or str(work_dir), as_json, action)
+
+
 def main() -> None:
     cli(prog_name="syncops")
 

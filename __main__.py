@@ -1,0 +1,92 @@
+"""The syncops Pulumi program: one datastore bucket (S3 or GCS), secure by default, made usable by
+syncops discovery before ``pulumi up`` returns.
+
+All ``syncops:*`` configuration is read and validated here, before any resource is declared.
+"""
+
+import pulumi
+
+from syncops.provision import (
+    AwsDatastoreBucket,
+    AwsDatastoreBucketArgs,
+    GcpDatastoreBucket,
+    GcpDatastoreBucketArgs,
+    PostDeployDiscovery,
+    parse_settings,
+)
+
+config = pulumi.Config("syncops")
+settings = parse_settings(
+    {
+        key: config.get(key)
+        for key in (
+            "cloud",
+            "bucketName",
+            "prefix",
+            "versioning",
+            "kmsKeyId",
+            "kmsKeyName",
+            "noncurrentDays",
+            "forceDestroy",
+            "bootstrap",
+            "location",
+            "softDeleteDays",
+        )
+    },
+    {"tags": config.get_object("tags"), "labels": config.get_object("labels")},
+)
+
+datastore: AwsDatastoreBucket | GcpDatastoreBucket
+if settings.cloud == "aws":
+    datastore = AwsDatastoreBucket(
+        "datastore",
+        AwsDatastoreBucketArgs(
+            bucket_name=settings.bucket_name,
+            prefix=settings.prefix,
+            versioning=settings.versioning,
+            kms_key_id=settings.kms_key,
+            noncurrent_days=settings.noncurrent_days,
+            abort_incomplete_upload_days=settings.abort_incomplete_upload_days,
+            force_destroy=settings.force_destroy,
+            tags=settings.labels,
+        ),
+    )
+else:
+    datastore = GcpDatastoreBucket(
+        "datastore",
+        GcpDatastoreBucketArgs(
+            bucket_name=settings.bucket_name,
+            prefix=settings.prefix,
+            location=settings.location,
+            versioning=settings.versioning,
+            kms_key_name=settings.kms_key,
+            noncurrent_days=settings.noncurrent_days,
+            abort_incomplete_upload_days=settings.abort_incomplete_upload_days,
+            soft_delete_days=settings.soft_delete_days,
+            force_destroy=settings.force_destroy,
+            labels=settings.labels,
+        ),
+    )
+
+if not settings.versioning:
+    pulumi.log.warn("syncops:versioning is false: overwritten or deleted datastore objects cannot be recovered")
+
+pulumi.export("provider", settings.cloud)
+pulumi.export("bucketName", datastore.bucket_name)
+pulumi.export("datastoreUrl", datastore.datastore_url)
+pulumi.export("indexKey", settings.index_key)
+pulumi.export("iamPolicy", datastore.access_policies)
+
+if settings.bootstrap:
+    discovery = PostDeployDiscovery(
+        "datastore-discovery",
+        cloud=settings.cloud,
+        bucket=datastore.bucket_name,
+        prefix=settings.prefix,
+        opts=pulumi.ResourceOptions(depends_on=[datastore.bucket, *datastore.settings]),
+    )
+    pulumi.export("indexStatus", discovery.index_status)
+    pulumi.export("indexEntries", discovery.index_entries)
+else:
+    pulumi.export("indexStatus", "skipped")
+    pulumi.export("indexEntries", None)

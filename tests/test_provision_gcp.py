@@ -1,0 +1,198 @@
+"""The Pulumi program with ``syncops:cloud: gcp``, run under Pulumi's mocks: every secure default of
+SPEC §5 and issue 4 on the registered bucket, optional CMEK with its service-agent grant, the
+post-deploy step, the stack outputs, and clear errors for bad configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from syncops.provision.config import ConfigError
+from tests.conftest import Datastore
+from tests.pulumi_program import GCS_AGENT, POST_DEPLOY_TYPE, ROOT, Deployment, real_post_deploy, run_program
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+BUCKET = "gcp:storage/bucket:Bucket"
+KEY_ACCESS = "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"
+SERVICE_AGENT_INVOKE = "gcp:storage/getProjectServiceAccount:getProjectServiceAccount"
+KMS_KEY = "projects/acme/locations/us/keyRings/datastore/cryptoKeys/datastore"
+
+
+def deploy(**config: Any) -> Deployment:
+    return run_program({"cloud": "gcp", **config})
+
+
+@pytest.fixture(scope="module")
+def default() -> Deployment:
+    return deploy(prefix="env/dev")
+
+
+def bucket(deployment: Deployment) -> dict[str, Any]:
+    return deployment.one(BUCKET).inputs
+
+
+def test_bucket_is_a_child_of_the_datastore_component(default: Deployment) -> None:
+    assert default.one("syncops:gcp:DatastoreBucket").name == "datastore"
+    assert "::syncops:gcp:DatastoreBucket$gcp:storage/bucket:Bucket::datastore" in default.urn_of(BUCKET)
+
+
+def test_uniform_bucket_level_access(default: Deployment) -> None:
+    assert bucket(default)["uniformBucketLevelAccess"] is True
+
+
+def test_public_access_prevention_enforced(default: Deployment) -> None:
+    assert bucket(default)["publicAccessPrevention"] == "enforced"
+
+
+def test_versioning_enabled_by_default_and_off_when_configured(default: Deployment) -> None:
+    assert bucket(default)["versioning"] == {"enabled": True}
+    assert bucket(deploy(versioning=False))["versioning"] == {"enabled": False}
+
+
+def test_lifecycle_deletes_noncurrent_versions_and_aborts_incomplete_uploads(default: Deployment) -> None:
+    rules = {rule["action"]["type"]: rule["condition"] for rule in bucket(default)["lifecycleRules"]}
+    assert rules["Delete"] == {"daysSinceNoncurrentTime": 30, "withState": "ARCHIVED"}
+    assert rules["AbortIncompleteMultipartUpload"] == {"age": 7}
+    configured = {r["action"]["type"]: r["condition"] for r in bucket(deploy(noncurrentDays=5))["lifecycleRules"]}
+    assert configured["Delete"]["daysSinceNoncurrentTime"] == 5
+
+
+def test_soft_delete_policy_seven_days_by_default_and_configurable(default: Deployment) -> None:
+    assert bucket(default)["softDeletePolicy"] == {"retentionDurationSeconds": 7 * 86400}
+    assert bucket(deploy(softDeleteDays=30))["softDeletePolicy"] == {"retentionDurationSeconds": 30 * 86400}
+    assert bucket(deploy(softDeleteDays=0))["softDeletePolicy"] == {"retentionDurationSeconds": 0}
+
+
+def test_google_managed_encryption_by_default(default: Deployment) -> None:
+    assert "encryption" not in bucket(default)
+    assert default.of_type(KEY_ACCESS) == []
+    assert default.calls == []
+
+
+def test_cmek_sets_the_default_key_and_first_grants_the_storage_service_agent() -> None:
+    deployment = deploy(kmsKeyName=KMS_KEY)
+    assert bucket(deployment)["encryption"] == {"defaultKmsKeyName": KMS_KEY}
+    grant = deployment.one(KEY_ACCESS)
+    assert grant.inputs == {
+        "cryptoKeyId": KMS_KEY,
+        "role": "roles/cloudkms.cryptoKeyEncrypterDecrypter",
+        "member": f"serviceAccount:{GCS_AGENT}",
+    }
+    assert [token for token, _ in deployment.calls] == [SERVICE_AGENT_INVOKE]
+    assert grant.urn in deployment.one(BUCKET).dependencies
+
+
+def test_labels_carry_managed_by_and_the_configured_labels() -> None:
+    labels = bucket(deploy(labels={"team": "data", "env": "dev"}))["labels"]
+    assert labels == {"managed-by": "syncops", "team": "data", "env": "dev"}
+
+
+def test_location_force_destroy_and_name(default: Deployment) -> None:
+    assert bucket(default)["location"] == "US"
+    assert bucket(default)["forceDestroy"] is False
+    assert "name" not in bucket(default)
+    configured = bucket(deploy(location="EUROPE-WEST1", forceDestroy=True, bucketName="acme_dev.datastore"))
+    assert configured["location"] == "EUROPE-WEST1"
+    assert configured["forceDestroy"] is True
+    assert configured["name"] == "acme_dev.datastore"
+
+
+def test_post_deploy_runs_discovery_after_the_bucket(default: Deployment) -> None:
+    discovery = default.one(POST_DEPLOY_TYPE)
+    assert discovery.inputs["cloud"] == "gcp"
+    assert discovery.inputs["bucket"] == "datastore-4f7a2c1"
+    assert discovery.inputs["prefix"] == "env/dev"
+    assert default.urn_of(BUCKET) in discovery.dependencies
+
+
+def test_stack_outputs(default: Deployment) -> None:
+    outputs = default.outputs
+    assert outputs["provider"] == "gcp"
+    assert outputs["bucketName"] == "datastore-4f7a2c1"
+    assert outputs["datastoreUrl"] == "gs://datastore-4f7a2c1/env/dev"
+    assert outputs["indexKey"] == "env/dev/.datastore-index.json"
+    assert outputs["indexStatus"] == "discovered"
+    assert outputs["indexEntries"] == 3
+
+
+def test_iam_policy_is_least_privilege_and_scoped_to_the_prefix(default: Deployment) -> None:
+    policy = default.outputs["iamPolicy"]
+    readers, writers = policy["readers"], policy["writers"]
+    assert readers["permissions"] == ["storage.objects.get", "storage.objects.list"]
+    assert writers["permissions"] == [
+        "storage.objects.create",
+        "storage.objects.delete",
+        "storage.objects.get",
+        "storage.objects.list",
+    ]
+    for role in (readers, writers):
+        assert role["bucket"] == "datastore-4f7a2c1"
+        assert role["condition"]["expression"] == (
+            'resource.type == "storage.googleapis.com/Bucket" || '
+            'resource.name.startsWith("projects/_/buckets/datastore-4f7a2c1/objects/env/dev/")'
+        )
+    assert not [p for p in writers["permissions"] if p.startswith("storage.buckets.")]
+
+
+def test_iam_policy_without_prefix_has_no_condition() -> None:
+    policy = deploy().outputs["iamPolicy"]
+    assert policy["readers"]["condition"] is None and policy["writers"]["condition"] is None
+
+
+def test_bootstrap_false_declares_no_post_deploy_step() -> None:
+    deployment = deploy(bootstrap=False)
+    assert deployment.of_type(POST_DEPLOY_TYPE) == []
+    assert deployment.outputs["indexStatus"] == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"bucketName": "goog-datastore"}, "may not start with 'goog' or contain 'google'"),
+        ({"bucketName": "my-google-data"}, "may not start with 'goog' or contain 'google'"),
+        ({"bucketName": "Datastore"}, "syncops:bucketName 'Datastore' is not a valid name for a GCS bucket"),
+        ({"bucketName": "a" * 64}, "at most 63 characters"),
+        ({"bucketName": "-datastore"}, "starting and ending with a letter or digit"),
+        ({"kmsKeyId": "arn:aws:kms:eu-west-1:111122223333:key/abc"}, "on gcp set syncops:kmsKeyName"),
+        ({"kmsKeyName": "datastore-key"}, "syncops:kmsKeyName must be projects/P/locations/L/keyRings/R/cryptoKeys/K"),
+        ({"labels": {"Team": "data"}}, "GCP label key 'Team'"),
+        ({"labels": {"team": "Data Platform"}}, "GCP label value 'Data Platform'"),
+        ({"softDeleteDays": "3"}, "syncops:softDeleteDays must be 0 (off) or 7 to 90, not 3"),
+        ({"softDeleteDays": "365"}, "not 365"),
+        ({"noncurrentDays": "-1"}, "syncops:noncurrentDays must be a whole number ≥ 1"),
+        ({"cloud": "GCS"}, "syncops:cloud must be 'aws' or 'gcp', not 'GCS'"),
+    ],
+)
+def test_bad_config_fails_before_any_resource_with_a_clear_message(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        run_program({"cloud": "gcp", **config})
+    assert message in str(error.value)
+
+
+def test_example_stack_file_runs() -> None:
+    stack = yaml.safe_load((ROOT / "stacks" / "Pulumi.gcp-dev.yaml").read_text())["config"]
+    assert stack["syncops:cloud"] == "gcp" and "gcp:project" in stack
+    config = {k.removeprefix("syncops:"): v for k, v in stack.items() if k.startswith("syncops:")}
+    deployment = run_program(config)
+    assert deployment.outputs["datastoreUrl"] == "gs://datastore-4f7a2c1/datastore"
+    assert bucket(deployment)["labels"] == {"managed-by": "syncops", "environment": "dev", "team": "platform"}
+
+
+def test_pulumi_up_against_a_bucket_full_of_unindexed_data_publishes_its_index(
+    make_datastore: Callable[..., Datastore],
+) -> None:
+    """The program with its real post-deploy provider, against a real GCS emulator bucket."""
+    ds = make_datastore("gcs")
+    ds.seed({"models/a.json": b"{}", "team-b/.namespace.json": b"{}", "team-b/x.json": b"{}"})
+
+    deployment = run_program({"cloud": "gcp", "bucketName": ds.bucket}, post_deploy=real_post_deploy)
+
+    assert deployment.outputs["indexStatus"] == "discovered"
+    assert deployment.outputs["indexEntries"] == 1
+    index = ds.index()
+    assert index is not None and list(index["entries"]) == ["models/a.json"]
