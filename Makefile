@@ -24,6 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench,test]'
 	$(BIN)/python bench/run.py
 
 clean:

@@ -17,6 +17,7 @@ import click
 
 from syncops import __version__
 from syncops.errors import CorruptIndex, SyncopsError
+from syncops.keys import escape_key
 from syncops.report import Report, human_size
 
 _STATUS_TEXT = {
@@ -25,6 +26,9 @@ _STATUS_TEXT = {
     "adopted": "no index: another peer published one first; adopted it, nothing written",
     "empty": "no index and no data objects: the datastore is empty; nothing written",
     "rebuilt": "index rebuilt from the listing and published",
+    "ok": "index and listing agree",
+    "problems": "index and listing disagree",
+    "repaired": "index and listing disagreed: published the index rebuilt from the listing",
 }
 
 
@@ -43,7 +47,8 @@ def _render_human(command: str, report: Report) -> None:
         written = "index published" if report.index_written else "index unchanged"
         _say(f"push: {report.pushed} uploaded, {human_size(report.bytes or 0)}; {written}")
     for problem in report.problems:
-        _say(f"problem: {problem.get('kind')}: {problem.get('key')}")
+        detail = f" ({problem['detail']})" if problem.get("detail") else ""
+        _say(f"problem: {problem.get('kind')}: {escape_key(problem.get('key', ''))}{detail}")
     for warning in report.warnings:
         _say(f"warning: {warning}")
 
@@ -188,6 +193,22 @@ def bootstrap(url: str, directory: Path, concurrency: int, endpoint_url: str | N
     """The post-deploy step: discover, then hydrate DIR."""
 
     _hydrate("bootstrap", url, directory, concurrency, endpoint_url, as_json)
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--repair", is_flag=True, help="Publish the index rebuilt from the listing when problems are found.")
+@endpoint_option
+@json_option
+def verify(url: str, repair: bool, endpoint_url: str | None, as_json: bool) -> None:
+    """Compare URL's index with a listing; exit 5 listing each problem (read-only unless --repair)."""
+
+    def action() -> Report:
+        from syncops.verify import verify as run
+
+        return run(_open(url, endpoint_url), repair=repair)
+
+    _run("verify", url, as_json, action)
 
 
 @cli.command()

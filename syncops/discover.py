@@ -91,7 +91,7 @@ def _adopt(store: ObjectStore, warnings: list[str]) -> Discovery:
 
 def publish_new(store: ObjectStore, index: idx.Index, warnings: list[str], status: str) -> Discovery:
     """Create-only publish; a lost race adopts the winner's index."""
-    data = idx.serialize(index, with_local=False)
+    data = idx.stream(index, with_local=False)  # chunks: a big index is never whole in memory
     try:
         token = store.put(INDEX_KEY, data, if_absent=True)
     except PreconditionFailed:
@@ -117,15 +117,32 @@ def discover(store: ObjectStore, *, rebuild: bool = False) -> Discovery:
             return Discovery(FOUND, current[0], current[1].token)
 
     listing = entries_from_listing(store.list())
-    index = idx.build(listing.entries.values())
+    index = idx.Index(entries=listing.entries, last_pulled=idx.now_timestamp())  # no second dict
     if not rebuild and not listing.entries:
         return Discovery(EMPTY, index, None, warnings=listing.warnings)
     if blob is None:
         return publish_new(store, index, listing.warnings, REBUILT if rebuild else DISCOVERED)
+    return publish_replacement(store, index, blob.token, listing.warnings, REBUILT)
+
+
+def publish_replacement(
+    store: ObjectStore, index: idx.Index, token: str, warnings: list[str], status: str
+) -> Discovery:
+    """Replace the index only if it is still the version ``token`` that was read (rebuild, repair).
+
+    A lost race means someone else changed the index meanwhile: nothing is written, and the caller
+    is told to run again rather than overwrite their work. A backend that refuses ``If-Match`` /
+    ``ifGenerationMatch`` itself gets one unconditional write, as create-only publishing does: the
+    replacement is built from the listing, so a racing rebuild of the same listing agrees.
+    """
+    data = idx.stream(index, with_local=False)  # chunks: a big index is never whole in memory
     try:
-        token = store.put(INDEX_KEY, idx.serialize(index, with_local=False), if_token=blob.token)
+        new_token = store.put(INDEX_KEY, data, if_token=token)
     except PreconditionFailed:
         raise StoreError(
             f"{store.url.object_url(INDEX_KEY)} changed while it was being rebuilt; nothing was written, run again"
         ) from None
-    return Discovery(REBUILT, index, token, index_written=True, warnings=listing.warnings)
+    except ConditionUnsupported:
+        warnings.append("backend does not support conditional writes; index replaced unconditionally")
+        new_token = store.put(INDEX_KEY, data)
+    return Discovery(status, index, new_token, index_written=True, warnings=warnings)

@@ -7,10 +7,12 @@ serialization is deterministic: the same entries give the same bytes apart from 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from json.encoder import encode_basestring  # what json.dumps(str, ensure_ascii=False) uses
 from typing import Any
 
 from syncops.errors import CorruptIndex
@@ -22,8 +24,13 @@ VERSION = 1
 _KNOWN_ENTRY_FIELDS = ("key", "size", "lastModified", "localMtime", "sha256")
 
 
+@functools.lru_cache(maxsize=4096)
 def format_timestamp(moment: datetime) -> str:
-    """ISO-8601 UTC with milliseconds and ``Z``, as JavaScript's ``toISOString`` writes it."""
+    """ISO-8601 UTC with milliseconds and ``Z``, as JavaScript's ``toISOString`` writes it.
+
+    Cached: objects written together share a timestamp, so a million-object listing formats (and
+    keeps in memory) each distinct moment once.
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     moment = moment.astimezone(timezone.utc)
@@ -46,7 +53,7 @@ def now_timestamp() -> str:
     return format_timestamp(datetime.now(timezone.utc))
 
 
-@dataclass
+@dataclass(slots=True)  # a million-entry index holds a million of these
 class Entry:
     """One data object: its key relative to the prefix, byte size and last modification time."""
 
@@ -150,6 +157,22 @@ def parse(data: bytes | str, where: str = ".datastore-index.json") -> Index:
     return Index(entries=parsed, last_pulled=last_pulled, extra=extra)
 
 
+def _entry_text(entry: Entry, with_local: bool) -> str:
+    """``json.dumps(entry.to_json(), ensure_ascii=False)``, byte for byte, without the dict.
+
+    Entries with unknown fields (rare: kept from other writers) take the general path.
+    """
+    if entry.extra or type(entry.size) is not int:
+        return json.dumps(entry.to_json(with_local=with_local), ensure_ascii=False)
+    text = f'{{"key": {encode_basestring(entry.key)}, "size": {entry.size}, "lastModified": '
+    text += encode_basestring(entry.last_modified)
+    if with_local and entry.local_mtime is not None:
+        text += ', "localMtime": ' + encode_basestring(entry.local_mtime)
+    if entry.sha256 is not None:
+        text += ', "sha256": ' + encode_basestring(entry.sha256)
+    return text + "}"
+
+
 def iter_serialized(index: Index, *, with_local: bool = True) -> Iterator[str]:
     """Serialize in chunks (one per entry), so a big index is never built twice in memory.
 
@@ -161,14 +184,50 @@ def iter_serialized(index: Index, *, with_local: bool = True) -> Iterator[str]:
     yield ',\n  "entries": {'
     first = True
     for key in sorted(index.entries):
-        body = json.dumps(index.entries[key].to_json(with_local=with_local), ensure_ascii=False)
-        yield ("\n    " if first else ",\n    ") + json.dumps(key, ensure_ascii=False) + ": " + body
+        yield (
+            ("\n    " if first else ",\n    ")
+            + encode_basestring(key)
+            + ": "
+            + _entry_text(index.entries[key], with_local)
+        )
         first = False
     yield "\n  }\n}\n" if not first else "}\n}\n"
 
 
 def serialize(index: Index, *, with_local: bool = True) -> bytes:
     return "".join(iter_serialized(index, with_local=with_local)).encode("utf-8")
+
+
+#: Serialized text is handed to a store in pieces of about this many characters.
+STREAM_CHUNK = 64 * 1024
+
+
+class Serialized:
+    """An index as a stream of UTF-8 chunks, re-iterable (a retried write serializes it again).
+
+    What discovery and push hand to ``ObjectStore.put``: a million-entry index is written without
+    ever existing whole in memory, neither as text nor as bytes.
+    """
+
+    def __init__(self, index: Index, *, with_local: bool = True) -> None:
+        self.index = index
+        self.with_local = with_local
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending: list[str] = []
+        size = 0
+        for piece in iter_serialized(self.index, with_local=self.with_local):
+            pending.append(piece)
+            size += len(piece)
+            if size >= STREAM_CHUNK:
+                yield "".join(pending).encode("utf-8")
+                pending, size = [], 0
+        if pending:
+            yield "".join(pending).encode("utf-8")
+
+
+def stream(index: Index, *, with_local: bool = True) -> Serialized:
+    return Serialized(index, with_local=with_local)
 
 
 def build(entries: Iterable[Entry], last_pulled: str | None = None) -> Index:

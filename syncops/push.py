@@ -79,7 +79,7 @@ def _publish(
     for _ in range(MAX_INDEX_ATTEMPTS):
         merged = idx.merge(base, changes)
         merged.last_pulled = idx.now_timestamp()
-        data = idx.serialize(merged, with_local=False)
+        data = idx.stream(merged, with_local=False)
         try:
             if token is None:
                 store.put(INDEX_KEY, data, if_absent=True)

@@ -41,7 +41,8 @@ class Fault:
     ``times`` is how many matching requests are hit (None: every one); ``skip`` lets that many
     matching requests through first. Optional extras, all off by default:
 
-    * ``headers``: the request headers (lower-cased names) must satisfy this too;
+    * ``headers``: the request headers (lower-cased names) must satisfy this too; ``body``: the
+      request body must (a GCS upload names its object in the body);
     * ``delay``: seconds to wait before acting; ``before``: a callable run before acting (e.g. a
       concurrent writer changing an object between a client's read and its write);
     * ``gather``: hold matching requests until this many are waiting (or ``gather_timeout`` passed),
@@ -59,6 +60,7 @@ class Fault:
     skip: int = 0
     hits: int = 0
     headers: Callable[[Mapping[str, str]], bool] | None = None
+    body: Callable[[bytes], bool] | None = None
     delay: float = 0.0
     before: Callable[[], None] | None = None
     gather: int = 0
@@ -69,10 +71,12 @@ class Fault:
     _arrived: int = 0
     _gathered: threading.Condition = field(default_factory=threading.Condition)
 
-    def take(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> bool:
+    def take(self, method: str, path: str, headers: Mapping[str, str] | None = None, body: bytes = b"") -> bool:
         if not self.match(method, path):
             return False
         if self.headers is not None and not self.headers(headers or {}):
+            return False
+        if self.body is not None and not self.body(body):
             return False
         if self.skip > 0:
             self.skip -= 1
@@ -125,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         with self.state.lock:
             for fault in self.state.faults:
-                if fault.take(self.command, self.path, headers):
+                if fault.take(self.command, self.path, headers, self._body_head):
                     return fault
         return None
 
@@ -157,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(fault.status)
             return
         target = urlsplit(self.state.upstream)
-        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
+        upstream = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=120)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
         try:
             upstream.request(self.command, self.path, body=body or None, headers=headers)

@@ -114,6 +114,9 @@ def _start_seaweed_once(timeout: float) -> Server:
     args = [
         _weed_binary(), "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
+        # Every bucket is a collection with volumes of its own; the automatic limit (free disk / 1 GiB,
+        # about 75 here) ran out mid-suite as InternalError on PutObject. Volumes are sparse files.
+        "-volume.max=2000",
         *(f"-{name}={port}" for name, port in ports.items()),
     ]  # fmt: skip
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}

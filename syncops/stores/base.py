@@ -6,7 +6,7 @@ discover / hydrate / push / verify speak only this contract and the error types 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -81,6 +81,22 @@ class Blob:
     token: str
 
 
+def spooled(data: bytes | Iterable[bytes]) -> tuple[BinaryIO, int]:
+    """A stream of chunks as a seekable file (memory up to 8 MiB, then a temp file) and its size.
+
+    SDK uploads need a length and a body they can rewind to retry; this gives them both without
+    holding a big index in memory a second time.
+    """
+    import tempfile
+
+    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+    for chunk in [data] if isinstance(data, bytes) else data:
+        spool.write(chunk)
+    size = spool.tell()
+    spool.seek(0)
+    return spool, size  # type: ignore[return-value]
+
+
 class ObjectStore(Protocol):
     """What a backend offers; every method raises only :mod:`syncops.errors` types."""
 
@@ -90,8 +106,13 @@ class ObjectStore(Protocol):
         """Read a whole object; :class:`NotFound` when it does not exist."""
         ...
 
-    def put(self, key: str, data: bytes, *, if_absent: bool = False, if_token: str | None = None) -> str:
+    def put(
+        self, key: str, data: bytes | Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None
+    ) -> str:
         """Write an object, optionally create-only or only over version ``if_token``.
+
+        ``data`` is the whole object or a stream of chunks (a big index is never built whole);
+        a stream is read once per call, so a caller that may call again passes a re-iterable one.
 
         Returns the new version token. :class:`PreconditionFailed` when the condition does not hold,
         :class:`ConditionUnsupported` when the backend refuses the condition itself.

@@ -7,7 +7,7 @@ passed explicitly on every call (listing pages and conditional writes included),
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,17 +22,35 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from syncops.errors import (
     AccessDenied,
+    BadInput,
     ConditionUnsupported,
     NotFound,
     PreconditionFailed,
     StoreError,
     Unavailable,
 )
-from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo
+from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo, spooled
 
 LIST_PAGE_SIZE = 1000
-#: Give up on a request after this long of retrying (the library's default is 120 s).
-RETRY: Retry = DEFAULT_RETRY.with_timeout(60.0)
+#: Give up on a request after this long of retrying (the library's default is 120 s);
+#: ``SYNCOPS_GCS_RETRY_TIMEOUT`` (seconds) overrides it, e.g. so tests of a persistent outage fail fast.
+RETRY_TIMEOUT = 60.0
+
+
+def _retry_timeout_from_environment() -> float:
+    text = os.environ.get("SYNCOPS_GCS_RETRY_TIMEOUT", "").strip()
+    if not text:
+        return RETRY_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise BadInput(f"SYNCOPS_GCS_RETRY_TIMEOUT={text!r}: expected a number of seconds above 0")
+    return seconds
+
+
+RETRY: Retry = DEFAULT_RETRY.with_timeout(_retry_timeout_from_environment())
 
 _BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
@@ -131,19 +149,31 @@ class GcsStore:
         data = self._guard("get", key, lambda: blob.download_as_bytes(retry=RETRY))
         return Blob(data=data, token=str(blob.generation))
 
-    def put(self, key: str, data: bytes, *, if_absent: bool = False, if_token: str | None = None) -> str:
+    def put(
+        self, key: str, data: bytes | Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None
+    ) -> str:
         blob = self._bucket.blob(self.url.full_key(key))
         generation: int | None = 0 if if_absent else (int(if_token) if if_token is not None else None)
-        self._guard(
-            "put",
-            key,
-            lambda: blob.upload_from_string(
-                data,
-                content_type="application/json" if key.endswith(".json") else "application/octet-stream",
-                if_generation_match=generation,
-                retry=RETRY,
-            ),
-        )
+        content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
+        if isinstance(data, bytes):
+            self._guard(
+                "put",
+                key,
+                lambda: blob.upload_from_string(
+                    data, content_type=content_type, if_generation_match=generation, retry=RETRY
+                ),
+            )
+            return str(blob.generation)
+        # A stream of chunks is spooled to a seekable body the library can size and rewind to retry.
+        body, size = spooled(data)
+        with body:
+            self._guard(
+                "put",
+                key,
+                lambda: blob.upload_from_file(
+                    body, size=size, content_type=content_type, if_generation_match=generation, retry=RETRY
+                ),
+            )
         return str(blob.generation)
 
     def list(self) -> Iterator[ObjectInfo]:

@@ -12,14 +12,14 @@ import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
 from syncops.errors import AccessDenied, NotFound, PreconditionFailed, StoreError
-from syncops.localfs import safe_join, walk_files, write_atomically, write_bytes_atomically
+from syncops.localfs import safe_join, walk_files, write_atomically
 from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo
 
 _LOCK_NAME = ".datastore.lock"
@@ -66,14 +66,22 @@ class LocalStore:
             raise self._translate(exc, "read", key) from None
         return Blob(data=data, token=hashlib.md5(data).hexdigest())
 
-    def put(self, key: str, data: bytes, *, if_absent: bool = False, if_token: str | None = None) -> str:
+    def put(
+        self, key: str, data: bytes | Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None
+    ) -> str:
         self._require_root()
         path = safe_join(self.root, key)
-        token = hashlib.md5(data).hexdigest()
+
+        def fill(out: BinaryIO) -> str:
+            digest = hashlib.md5()
+            for chunk in [data] if isinstance(data, bytes) else data:
+                out.write(chunk)
+                digest.update(chunk)
+            return digest.hexdigest()
+
         try:
             if not if_absent and if_token is None:
-                write_bytes_atomically(path, data)
-                return token
+                return write_atomically(path, fill)
             with self._locked():
                 try:
                     current: bytes | None = path.read_bytes()
@@ -83,10 +91,9 @@ class LocalStore:
                     raise PreconditionFailed(f"{self.url.object_url(key)} already exists")
                 if if_token is not None and (current is None or hashlib.md5(current).hexdigest() != if_token):
                     raise PreconditionFailed(f"{self.url.object_url(key)} changed since it was read")
-                write_bytes_atomically(path, data)
+                return write_atomically(path, fill)
         except OSError as exc:
             raise self._translate(exc, "write", key) from None
-        return token
 
     def list(self) -> Iterator[ObjectInfo]:
         self._require_root()

@@ -6,8 +6,9 @@ PutObject for conditional writes.
 from __future__ import annotations
 
 import os
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,15 +29,18 @@ from urllib3.exceptions import ProtocolError
 
 from syncops.errors import (
     AccessDenied,
+    BadInput,
     ConditionUnsupported,
     NotFound,
     PreconditionFailed,
     StoreError,
     Unavailable,
 )
-from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo
+from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo, spooled
+from syncops.stores.s3_data import Lazy, ObstoreDownloader, WrongRegion, data_plane_enabled
 
-#: Attempts per request (first try included) under botocore's standard retry mode.
+#: Attempts per request (first try included) under botocore's standard retry mode; botocore's own
+#: ``AWS_MAX_ATTEMPTS`` variable overrides it (tests lower it so a persistent failure fails fast).
 MAX_ATTEMPTS = 6
 #: Whole re-reads of an object whose body broke off mid-stream (botocore retries only the request).
 BODY_ATTEMPTS = 4
@@ -75,6 +79,19 @@ _CREDENTIAL_METHODS = {
 _BODY_ERRORS = (ResponseStreamingError, ReadTimeoutError, BotoConnectionError, ProtocolError, ConnectionError)
 
 
+def max_attempts_from_environment() -> int:
+    text = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    if not text:
+        return MAX_ATTEMPTS
+    try:
+        attempts = int(text)
+    except ValueError:
+        attempts = 0
+    if attempts < 1:
+        raise BadInput(f"AWS_MAX_ATTEMPTS={text!r}: expected a whole number of attempts, at least 1")
+    return attempts
+
+
 def endpoint_from_environment() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
@@ -84,9 +101,11 @@ class S3Store:
         self.url = url
         self.bucket = url.bucket
         self._session = boto3.session.Session()
+        self._region = self._session.region_name or "us-east-1"
         endpoint = endpoint_url or endpoint_from_environment()
+        self._attempts = max_attempts_from_environment()
         config = Config(
-            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            retries={"mode": "standard", "total_max_attempts": self._attempts},  # first try included
             max_pool_connections=max(10, concurrency + 4),
             connect_timeout=10,
             read_timeout=60,
@@ -96,8 +115,22 @@ class S3Store:
         self._client = self._session.client(
             "s3",
             endpoint_url=endpoint,
-            region_name=self._session.region_name or "us-east-1",
+            region_name=self._region,
             config=config,
+        )
+        self._fast_downloads = data_plane_enabled()
+        self._downloader = Lazy(
+            lambda: ObstoreDownloader(
+                self.bucket,
+                session=self._session,
+                region=self._region,
+                endpoint=endpoint,
+                attempts=self._attempts,
+                body_attempts=BODY_ATTEMPTS,
+                concurrency=concurrency,
+                where=self.url.object_url,
+                denied=self._denied,
+            )
         )
 
     # -- error translation ---------------------------------------------------------------------
@@ -140,18 +173,29 @@ class S3Store:
                     f"{self.credential_source()}; the caller needs {permission} on it"
                 )
             if status is not None and (status >= 500 or status == 429) or "Throttl" in code or "SlowDown" in code:
-                return Unavailable(f"{operation} {where}: {code or status} after {MAX_ATTEMPTS} attempts")
+                return Unavailable(f"{operation} {where}: {code or status} after {self._attempts} attempts")
             return StoreError(f"{operation} {where} failed: {code or status} {error.get('Message', '')}".rstrip())
         if isinstance(exc, (BotoCoreError, *_BODY_ERRORS)):
-            return Unavailable(f"{operation} {where}: {exc} (after {MAX_ATTEMPTS} attempts)")
+            return Unavailable(f"{operation} {where}: {exc} (after {self._attempts} attempts)")
         return exc
 
     def _call(self, operation: str, key: str | None, **kwargs: Any) -> Any:
         method = {"GetObject": self._client.get_object, "PutObject": self._client.put_object}[operation]
-        try:
-            return method(Bucket=self.bucket, **kwargs)
-        except Exception as exc:
-            raise self._translate(exc, operation, key) from None
+        failures = 0
+        while True:
+            try:
+                return method(Bucket=self.bucket, **kwargs)
+            except ProtocolError as exc:
+                # For GetObject (a streaming operation) botocore reads the body of an *error* answer
+                # (a 404, a 503) outside its retry loop, so a connection broken in that body arrives
+                # here raw, unretried. Retry it within the same budget; a 404 needs its body to be
+                # told from other errors, so it is never guessed.
+                failures += 1
+                if operation != "GetObject" or failures >= self._attempts:
+                    raise self._translate(exc, operation, key) from None
+                time.sleep(random.random() * min(0.05 * 2**failures, 20.0))
+            except Exception as exc:
+                raise self._translate(exc, operation, key) from None
 
     # -- contract ------------------------------------------------------------------------------
     def get(self, key: str) -> Blob:
@@ -167,20 +211,27 @@ class S3Store:
             return Blob(data=data, token=response["ETag"])
         raise AssertionError("unreachable")
 
-    def put(self, key: str, data: bytes, *, if_absent: bool = False, if_token: str | None = None) -> str:
+    def put(
+        self, key: str, data: bytes | Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None
+    ) -> str:
         conditions: dict[str, str] = {}
         if if_absent:
             conditions["IfNoneMatch"] = "*"
         if if_token is not None:
             conditions["IfMatch"] = if_token
-        response = self._call(
-            "PutObject",
-            key,
-            Key=self.url.full_key(key),
-            Body=data,
-            ContentType="application/json" if key.endswith(".json") else "application/octet-stream",
-            **conditions,
-        )
+        content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
+        if isinstance(data, bytes):
+            response = self._call(
+                "PutObject", key, Key=self.url.full_key(key), Body=data, ContentType=content_type, **conditions
+            )
+            return str(response["ETag"])
+        # A stream of chunks is spooled to a seekable body: botocore needs its length and rewinds
+        # it to retry.
+        body, _ = spooled(data)
+        with body:
+            response = self._call(
+                "PutObject", key, Key=self.url.full_key(key), Body=body, ContentType=content_type, **conditions
+            )
         return str(response["ETag"])
 
     def list(self) -> Iterator[ObjectInfo]:
@@ -189,8 +240,10 @@ class S3Store:
         pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE})
         try:
             for page in pages:
-                contents = page.get("Contents", ())
-                page.clear()  # let the parsed page go as soon as its entries are yielded
+                # Take the entries out of the parsed page, but leave the rest: the paginator reads
+                # the continuation token from this very dict after the yield (clearing it would
+                # silently end the listing after the first page).
+                contents = page.pop("Contents", ())
                 for item in contents:
                     yield ObjectInfo(
                         key=item["Key"][len(prefix) :], size=int(item["Size"]), last_modified=item["LastModified"]
@@ -198,7 +251,21 @@ class S3Store:
         except Exception as exc:
             raise self._translate(exc, "ListObjectsV2", None) from None
 
+    def _denied(self, operation: str, key: str) -> AccessDenied:
+        where = self.url.object_url(key) if key else f"s3://{self.bucket}/{self.url.prefix}"
+        permission = _PERMISSIONS.get(operation, f"s3:{operation}")
+        return AccessDenied(
+            f"access denied: {operation} {where}; credentials from {self.credential_source()}; "
+            f"the caller needs {permission} on it"
+        )
+
     def download(self, key: str, out: BinaryIO) -> int:
+        if self._fast_downloads:
+            # Object bytes go through the Rust data plane (see stores/s3_data.py); same errors.
+            try:
+                return self._downloader.get().download(self.url.full_key(key), key, out)
+            except WrongRegion:
+                self._fast_downloads = False  # boto3 follows the redirect, from now on for every object
         start = out.tell()
         for attempt in range(BODY_ATTEMPTS):
             response = self._call("GetObject", key, Key=self.url.full_key(key))

@@ -1,0 +1,223 @@
+"""The S3 data plane: object downloads through obstore (Rust ``object_store``), not boto3.
+
+Why a second client: a boto3 ``get_object`` costs about 2 ms of Python CPU per call, so a hydrate of
+thousands of small files is CPU-bound on the SDK, far behind s5cmd. obstore signs, sends and reads
+in Rust with the GIL released, so the transfer threads only write bytes to disk. boto3 stays the
+control plane (index reads, conditional writes, listings, error messages): this module only moves
+object bytes, with the same credentials (boto3's standard chain, refreshed through a provider
+callback), the same endpoint, the same retry budget and the same error types.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, BinaryIO
+
+from syncops.errors import AccessDenied, NotFound, PreconditionFailed, StoreError, Unavailable
+
+#: Objects up to this size are read in one call; larger ones are streamed in chunks of this size.
+WHOLE_READ_LIMIT = 1 << 20
+#: How long credentials handed to the Rust client are trusted before boto3 is asked again.
+CREDENTIAL_TTL = timedelta(minutes=15)
+
+_STATUS = re.compile(r"status code: (\d{3})")
+_WRONG_REGION_CODES = ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException")
+
+
+class WrongRegion(StoreError):
+    """The data plane was sent to the wrong region; boto3's region redirects know better."""
+
+
+#: Builds the message of a denied request: (operation, key) -> AccessDenied.
+DenyMessage = Callable[[str, str], AccessDenied]
+
+
+class ObstoreDownloader:
+    """Downloads of one bucket's objects; created on the first download (lazy import of obstore)."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        session: Any,
+        region: str,
+        endpoint: str | None,
+        attempts: int,
+        body_attempts: int,
+        concurrency: int,
+        where: Callable[[str], str],
+        denied: DenyMessage,
+    ) -> None:
+        from obstore.store import S3Store as RustS3Store
+
+        self._where = where
+        self._denied = denied
+        self._attempts = attempts
+        self._body_attempts = body_attempts
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise denied("GetObject", "")
+
+        def provide() -> dict[str, Any]:
+            frozen = credentials.get_frozen_credentials()
+            return {
+                "access_key_id": frozen.access_key,
+                "secret_access_key": frozen.secret_key,
+                "token": frozen.token,
+                "expires_at": datetime.now(timezone.utc) + CREDENTIAL_TTL,
+            }
+
+        config: dict[str, Any] = {"region": region}
+        client: dict[str, Any] = {
+            # One idle connection kept per transfer thread, so none waits for a socket.
+            "pool_max_idle_per_host": str(max(10, concurrency + 4)),
+            "connect_timeout": timedelta(seconds=10),
+            # A stalled connection fails after 60 s without a byte; a big object may take longer whole.
+            "read_timeout": timedelta(seconds=60),
+            "timeout": timedelta(hours=24),
+        }
+        # What botocore honours for its connections, honoured here too: a private CA and a proxy.
+        ca_bundle = os.environ.get("AWS_CA_BUNDLE")
+        if ca_bundle:
+            try:
+                with open(ca_bundle, "rb") as pem:
+                    client["root_certificate"] = pem.read()
+            except OSError as exc:
+                raise StoreError(f"AWS_CA_BUNDLE={ca_bundle!r}: cannot read it ({exc.strerror or exc})") from None
+        secure = not (endpoint or "").startswith("http://")
+        proxy = _environment("HTTPS_PROXY" if secure else "HTTP_PROXY")
+        if proxy:
+            client["proxy_url"] = proxy
+            excluded = _environment("NO_PROXY")
+            if excluded:
+                client["proxy_excludes"] = excluded
+        if endpoint:
+            config["endpoint"] = endpoint
+            # A custom endpoint (SeaweedFS, MinIO, a proxy) rarely resolves bucket subdomains.
+            config["virtual_hosted_style_request"] = False
+            client["allow_http"] = endpoint.startswith("http://")
+        retry = {"max_retries": 0}  # retried here, whole, within the same budget as boto3's calls
+        try:
+            self._store = RustS3Store(
+                bucket,
+                config=config,  # type: ignore[arg-type]
+                client_options=client,  # type: ignore[arg-type]
+                retry_config=retry,  # type: ignore[arg-type]
+                credential_provider=provide,  # type: ignore[arg-type]
+            )
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"cannot set up S3 downloads for bucket {bucket!r}: {exc}") from None
+
+    def _translate(self, exc: Exception, key: str) -> tuple[Exception, bool]:
+        """Our error type for an obstore failure, and whether trying again may cure it."""
+        from obstore import exceptions as oe
+
+        if isinstance(exc, (oe.NotFoundError, FileNotFoundError)):
+            return NotFound(f"{self._where(key)}: not found"), False
+        if isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError, PermissionError)):
+            return self._denied("GetObject", key), False
+        if isinstance(exc, (oe.PreconditionError, oe.NotModifiedError)):
+            return PreconditionFailed(f"GetObject {self._where(key)}: precondition failed"), False
+        if not isinstance(exc, (oe.BaseError, OSError)):
+            return exc, False
+        text = str(exc).strip()
+        found = _STATUS.search(text)
+        status = int(found.group(1)) if found else None
+        summary = text.split("\n", 1)[0] if text else type(exc).__name__
+        if status in (401, 403):
+            return self._denied("GetObject", key), False
+        if status == 301 or any(code in text for code in _WRONG_REGION_CODES):
+            # The bucket lives in another region than the one configured; boto3 follows S3's
+            # region redirects, this client does not: the caller falls back to boto3.
+            return WrongRegion(f"GetObject {self._where(key)}: {summary}"), False
+        if status is None or status >= 500 or status in (408, 429):
+            # 5xx, throttling, resets, timeouts and bodies that broke off: transient.
+            return Unavailable(f"GetObject {self._where(key)}: {summary} (after {self._attempts} attempts)"), True
+        return StoreError(f"GetObject {self._where(key)} failed: {summary}"), False
+
+    def download(self, path: str, key: str, out: BinaryIO) -> int:
+        """Stream object ``path`` into ``out``, retrying transient failures within the budget.
+
+        The Rust client's own retries are off, so that every retry is a whole GET from byte 0
+        (never a ranged resume that could splice two versions of an object replaced meanwhile)
+        and the attempt budget is exactly ``AWS_MAX_ATTEMPTS``, as on the boto3 control plane.
+        """
+        import obstore
+
+        start = out.tell()
+        request_failures = body_failures = 0
+        while True:
+            in_body = False
+            try:
+                result = obstore.get(self._store, path)
+                in_body = True
+                if result.meta["size"] <= WHOLE_READ_LIMIT:
+                    return _write(out, result.bytes())
+                written = 0
+                for chunk in result.stream(min_chunk_size=WHOLE_READ_LIMIT):
+                    written += _write(out, chunk)
+                return written
+            except _LocalWriteError as exc:
+                raise exc.cause from None  # the disk, not the network: the caller reports it
+            except Exception as exc:
+                error, transient = self._translate(exc, key)
+                if not transient:
+                    raise error from None
+                if in_body:
+                    body_failures += 1
+                    exhausted = body_failures >= self._body_attempts
+                else:
+                    request_failures += 1
+                    exhausted = request_failures >= self._attempts
+                if exhausted:
+                    raise error from None
+                out.seek(start)
+                out.truncate()
+                time.sleep(random.uniform(0, min(5.0, 0.1 * 2 ** (request_failures + body_failures))))
+
+
+class _LocalWriteError(Exception):
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _write(out: BinaryIO, data: Any) -> int:
+    try:
+        out.write(data)
+    except OSError as exc:
+        raise _LocalWriteError(exc) from None
+    return len(data)
+
+
+class Lazy:
+    """Build a value once, on first use, from any thread."""
+
+    def __init__(self, build: Callable[[], ObstoreDownloader]) -> None:
+        self._build = build
+        self._value: ObstoreDownloader | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> ObstoreDownloader:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+                value = self._value
+        return value
+
+
+def data_plane_enabled() -> bool:
+    """``SYNCOPS_S3_DATA_PLANE=boto3`` falls back to boto3 for downloads (e.g. to compare)."""
+    return os.environ.get("SYNCOPS_S3_DATA_PLANE", "obstore").strip().lower() != "boto3"
+
+
+def _environment(name: str) -> str | None:
+    return os.environ.get(name) or os.environ.get(name.lower()) or None

@@ -1,0 +1,138 @@
+"""verify (SPEC §3): compare the remote index with a listing, read-only unless ``--repair``.
+
+A datastore whose index has drifted from its objects hydrates wrong: entries without objects come
+down as "stale", objects without entries never come down at all, a size mismatch re-downloads on
+every run, and an internal file or unsafe key in the index is something a crafted or buggy writer
+put there. verify lists every such problem (kind and key) and exits 5; ``--repair`` publishes the
+index rebuilt from the listing under the same conditions discovery uses, so it never overwrites a
+concurrent writer's index.
+
+Unlike the other commands, verify does not start with discovery: a missing index is a problem to
+report, not something to fix silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from syncops import index as idx
+from syncops.discover import entries_from_listing, publish_new, publish_replacement
+from syncops.errors import CorruptIndex, NotFound
+from syncops.keys import INDEX_KEY, KeyKind, classify, in_namespace, unsafe_reason
+from syncops.report import Report
+from syncops.stores.base import Blob, ObjectStore
+
+OK = "ok"
+PROBLEMS = "problems"
+REPAIRED = "repaired"
+
+#: Problem kinds, as they appear in ``problems[].kind``.
+MISSING_INDEX = "missing-index"
+CORRUPT_INDEX = "corrupt-index"
+MISSING_OBJECT = "missing-object"  # an index entry whose object is not in the listing
+UNINDEXED_OBJECT = "unindexed-object"  # a data object the index does not list
+SIZE_MISMATCH = "size-mismatch"
+INTERNAL_ENTRY = "internal-entry"  # an internal file (or directory marker) listed as data
+UNSAFE_ENTRY = "unsafe-entry"  # a key that must never become a local path
+NAMESPACE_ENTRY = "namespace-entry"  # a key inside a subtree that is a datastore of its own
+
+#: Exit code when problems were found and not repaired (SPEC §4).
+PROBLEMS_EXIT = 5
+
+
+@dataclass
+class VerifyReport(Report):
+    """The verify report; ``exit_code`` is what the CLI exits with after printing it."""
+
+    exit_code: int = 0
+
+
+def _problem(kind: str, key: str, detail: str) -> dict[str, str]:
+    return {"kind": kind, "key": key, "detail": detail}
+
+
+def compare(index: idx.Index, listing: dict[str, idx.Entry], namespaces: list[str]) -> list[dict[str, str]]:
+    """Every disagreement between an index and the data entries of a listing, sorted by key."""
+    problems: list[dict[str, str]] = []
+    roots = set(namespaces)
+    for key in sorted(index.entries):
+        entry = index.entries[key]
+        kind = classify(key, entry.size)
+        if kind is KeyKind.UNSAFE:
+            problems.append(_problem(UNSAFE_ENTRY, key, f"unsafe key ({unsafe_reason(key)}): never hydrated"))
+        elif kind is not KeyKind.DATA:
+            problems.append(_problem(INTERNAL_ENTRY, key, f"{kind.value}, not data: never hydrated"))
+        elif in_namespace(key, roots):
+            problems.append(_problem(NAMESPACE_ENTRY, key, "inside a namespace subtree (a datastore of its own)"))
+        elif key not in listing:
+            problems.append(_problem(MISSING_OBJECT, key, "indexed, but no such object"))
+        elif listing[key].size != entry.size:
+            problems.append(
+                _problem(SIZE_MISMATCH, key, f"index says {entry.size} bytes, object has {listing[key].size}")
+            )
+    for key in sorted(listing):
+        if key not in index.entries:
+            problems.append(_problem(UNINDEXED_OBJECT, key, "object not in the index: never hydrated"))
+    return problems
+
+
+def verify(store: ObjectStore, *, repair: bool = False) -> VerifyReport:
+    """Compare index and listing; with ``repair`` publish the listing's index when they disagree.
+
+    A corrupt index fails with :class:`CorruptIndex` (exit 6, like every other command) unless
+    ``repair`` is set, in which case it is replaced, conditional on the corrupt object's version.
+    """
+    where = store.url.object_url(INDEX_KEY)
+    problems: list[dict[str, str]] = []
+    blob: Blob | None
+    try:
+        blob = store.get(INDEX_KEY)
+    except NotFound:
+        blob = None
+    index: idx.Index | None = None
+    if blob is not None:
+        try:
+            index = idx.parse(blob.data, where=where)
+        except CorruptIndex as exc:
+            if not repair:
+                raise
+            problems.append(_problem(CORRUPT_INDEX, INDEX_KEY, str(exc)))
+
+    listing = entries_from_listing(store.list())
+    if index is not None:
+        problems.extend(compare(index, listing.entries, listing.namespaces))
+    elif blob is None and listing.entries:
+        # No index and no data is the empty datastore discovery leaves alone: nothing to report.
+        problems.append(_problem(MISSING_INDEX, INDEX_KEY, f"{where} does not exist; {len(listing.entries)} objects"))
+
+    report = VerifyReport(
+        url=str(store.url),
+        status=OK if not problems else PROBLEMS,
+        entries=len(index) if index is not None else 0,
+        index_written=False,
+        problems=problems,
+        warnings=list(listing.warnings),
+    )
+    if not problems:
+        return report
+    if not repair:
+        report.exit_code = PROBLEMS_EXIT
+        return report
+
+    rebuilt = idx.build(listing.entries.values())
+    if blob is None:
+        outcome = publish_new(store, rebuilt, report.warnings, REPAIRED)
+    else:
+        outcome = publish_replacement(store, rebuilt, blob.token, report.warnings, REPAIRED)
+    if not outcome.index_written:
+        # Another peer published an index between our read and our create-only write; it was not
+        # checked, so say so instead of claiming a repair.
+        report.status = PROBLEMS
+        report.entries = len(outcome.index)
+        report.warnings.append("another writer published an index meanwhile; nothing written, run verify again")
+        report.exit_code = PROBLEMS_EXIT
+        return report
+    report.status = REPAIRED
+    report.entries = len(rebuilt)
+    report.index_written = True
+    return report

@@ -1,0 +1,70 @@
+"""What a correct outcome looks like, computed from the server's own view of the seeded objects.
+
+Shared by the hardening tests (faults, races, crashes, hostile input, verify): the exact index a
+listing must give, and byte-for-byte checks of a hydrated directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from syncops import index as idx
+from tests.conftest import Datastore
+
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def entries_for(ds: Datastore, keys: Any) -> dict[str, dict[str, Any]]:
+    """The index entries ``keys`` must get: size and lastModified exactly as the server lists them."""
+    listing = ds.raw.listing()
+    out: dict[str, dict[str, Any]] = {}
+    for key in sorted(keys):
+        size, modified = listing[ds.full(key)]
+        out[key] = {"key": key, "size": size, "lastModified": idx.format_timestamp(modified)}
+    return out
+
+
+def assert_index_is(ds: Datastore, keys: Any) -> dict[str, Any]:
+    """The published index is a valid version-1 index holding exactly ``keys``, as listed."""
+    published = ds.index()
+    assert published is not None, "no index was published"
+    assert published["version"] == 1
+    assert TIMESTAMP.match(published["lastPulled"])
+    assert published["entries"] == entries_for(ds, keys)
+    return published
+
+
+def data_files(root: Path) -> dict[str, bytes]:
+    """Every regular file under ``root`` but the local index copy, as key -> bytes."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".datastore-index.json"
+    }
+
+
+def assert_hydrated(target: Path, files: dict[str, bytes]) -> None:
+    """``target`` holds exactly ``files``, byte for byte, plus a local index listing each of them."""
+    assert data_files(target) == files
+    local = idx.parse((target / ".datastore-index.json").read_bytes())
+    assert sorted(local.entries) == sorted(files)
+    for key, data in files.items():
+        assert local.entries[key].size == len(data)
+        assert local.entries[key].local_mtime is not None
+
+
+def assert_index_after_push(ds: Datastore, listed: Any, pushed: dict[str, bytes]) -> None:
+    """Entries discovered from the listing are kept exactly; pushed ones carry their size (their
+    ``lastModified`` is the upload time the pushing peer recorded)."""
+    published = ds.index()
+    assert published is not None, "no index was published"
+    assert published["version"] == 1
+    entries = published["entries"]
+    assert sorted(entries) == sorted({*listed, *pushed})
+    expected = entries_for(ds, listed)
+    assert {k: entries[k] for k in expected} == expected
+    for key, data in pushed.items():
+        assert entries[key]["key"] == key and entries[key]["size"] == len(data)
+        assert TIMESTAMP.match(entries[key]["lastModified"])

@@ -1,0 +1,128 @@
+"""Crashes (SPEC §3 hydrate, push): a process killed with SIGKILL half-way leaves nothing half-done.
+
+* hydrate: every download goes to a temp file beside its final path and is renamed when complete,
+  so after a kill every file at a final path is whole, and the rerun downloads only what is missing.
+* push: the index is written last, in one conditional PUT, so a push killed during its uploads
+  leaves the remote index exactly as it was (valid); the rerun publishes everything.
+
+The proxy slows the transfers down so the kill lands in the middle; the test waits for proof that
+it did (completed transfers counted by the proxy, a temp file present) rather than for a time.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from syncops import index as idx
+from syncops.localfs import PARTIAL_SUFFIX
+from tests import wire
+from tests.conftest import run_cli
+from tests.expect import assert_hydrated, assert_index_after_push, data_files
+from tests.proxy import FORWARD, Fault, Proxy
+
+FILES = {f"data/chunk-{i:02d}.bin": bytes([i]) * (96 * 1024 + i) for i in range(10)}
+
+
+def _syncops() -> list[str]:
+    script = Path(sys.executable).parent / "syncops"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "syncops"]
+
+
+def kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], limit: float = 60) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds (the process must still be running then)."""
+    deadline = time.monotonic() + limit
+    while not ready():
+        assert proc.poll() is None, "the process finished before it could be killed half-way"
+        assert time.monotonic() < deadline, "the process never got half-way"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+
+def partial_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob(f"*{PARTIAL_SUFFIX}")]
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs"])
+def test_hydrate_killed_half_way_leaves_no_partial_file_and_the_rerun_fetches_only_the_rest(
+    make_datastore, tmp_path: Path, backend: str
+):
+    ds = make_datastore(backend)
+    ds.seed(FILES)
+    assert run_cli("discover", ds.url, env=ds.env).code == 0
+    target = tmp_path / "cache"
+    with Proxy(ds.endpoint) as proxy:
+        slow = proxy.add_fault(Fault(wire.is_object_get(backend), status=FORWARD, times=None, trickle=0.05))
+        env = wire.proxied_env(backend, ds.env, proxy)
+        proc = subprocess.Popen(
+            [*_syncops(), "hydrate", ds.url, str(target), "--concurrency", "2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # Half-way: some downloads complete, one in the middle of its body.
+        kill_when(proc, lambda: wire.count(backend, proxy, wire.OBJECT_GET, 200) >= 4 and bool(partial_files(target)))
+
+        # Nothing partial at a final path: every file there is whole and exact; no local index yet.
+        done = data_files(target)
+        partial = {k for k in done if k.endswith(PARTIAL_SUFFIX)}
+        assert partial, "the kill landed in the middle of a download"
+        whole = {k: v for k, v in done.items() if k not in partial}
+        assert 4 <= len(whole) < len(FILES)
+        assert all(FILES[k] == v for k, v in whole.items())
+        assert not (target / ".datastore-index.json").exists()
+
+        proxy.state.faults.remove(slow)
+        proxy.reset_counts()
+        rerun = run_cli("hydrate", ds.url, str(target), "--json", env=env)
+        assert rerun.code == 0, rerun.stderr
+        missing = len(FILES) - len(whole)
+        assert (rerun.json["pulled"], rerun.json["skipped"]) == (missing, len(whole))
+        assert wire.count(backend, proxy, wire.OBJECT_GET) == missing, "only the missing files were fetched"
+    # The temp files a kill leaves behind are never taken for data; the cache is otherwise exact.
+    for path in partial_files(target):
+        path.unlink()
+    assert_hydrated(target, FILES)
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs"])
+def test_push_killed_half_way_leaves_the_remote_index_valid_and_unchanged(make_datastore, tmp_path: Path, backend: str):
+    ds = make_datastore(backend)
+    remote = {"remote/kept.json": b'{"kept": 1}'}
+    ds.seed(remote)
+    assert run_cli("discover", ds.url, env=ds.env).code == 0
+    index_before, version_before = ds.raw.get(ds.full(".datastore-index.json")), ds.index_version()
+    source = tmp_path / "src"
+    for key, data in FILES.items():
+        (source / key).parent.mkdir(parents=True, exist_ok=True)
+        (source / key).write_bytes(data)
+    with Proxy(ds.endpoint) as proxy:
+        proxy.add_fault(Fault(wire.is_write(backend), status=FORWARD, times=None, delay=0.2))
+        env = wire.proxied_env(backend, ds.env, proxy)
+        proc = subprocess.Popen(
+            [*_syncops(), "push", ds.url, str(source), "--concurrency", "2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        kill_when(proc, lambda: wire.count(backend, proxy, wire.OBJECT_PUT, 200) >= 3)
+        assert wire.count(backend, proxy, wire.INDEX_PUT) == 0
+
+    # The index is untouched and valid; the uploaded objects are merely unindexed (verify says so).
+    assert ds.index_version() == version_before
+    assert ds.raw.get(ds.full(".datastore-index.json")) == index_before
+    assert sorted(idx.parse(index_before or b"").entries) == sorted(remote)
+    check = run_cli("verify", ds.url, "--json", env=ds.env)
+    assert check.code == 5
+    assert {p["kind"] for p in check.json["problems"]} == {"unindexed-object"}
+
+    rerun = run_cli("push", ds.url, str(source), "--json", env=ds.env)
+    assert rerun.code == 0, rerun.stderr
+    assert_index_after_push(ds, remote, FILES)
