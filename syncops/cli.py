@@ -134,65 +134,56 @@ def discover(url: str, rebuild: bool, endpoint_url: str | None, as_json: bool) -
     _run("discover", url, as_json, action)
 
 
-def _hydrate(
-    command: str, url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool
-) -> None:
-    def action() -> Report:
-        from syncops.hydrate import hydrate as run
+def transfer_options(func: Callable[..., None]) -> Callable[..., None]:
+    """URL, DIR, --concurrency, --endpoint-url and --json: what every transfer command takes."""
+    for decorator in reversed((click.argument("url"), dir_argument, concurrency_option, endpoint_option, json_option)):
+        func = decorator(func)
+    return func
 
-        return run(
-            _open(url, endpoint_url, concurrency),
-            directory,
-            concurrency=concurrency,
-            progress=_progress(as_json),
-        )
+
+def _transfer(
+    command: str,
+    engine: Callable[..., Report],
+    url: str,
+    directory: Path,
+    concurrency: int,
+    endpoint_url: str | None,
+    as_json: bool,
+) -> None:
+    """Run hydrate or push between URL and DIR with a bounded pool and a progress bar on a terminal."""
+
+    def action() -> Report:
+        store = _open(url, endpoint_url, concurrency)
+        return engine(store, directory, concurrency=concurrency, progress=_progress(as_json))
 
     _run(command, url, as_json, action)
 
 
 @cli.command()
-@click.argument("url")
-@dir_argument
-@concurrency_option
-@endpoint_option
-@json_option
+@transfer_options
 def hydrate(url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool) -> None:
     """Fill DIR from URL (discovering the index first when the bucket has none)."""
-    _hydrate("hydrate", url, directory, concurrency, endpoint_url, as_json)
+    from syncops.hydrate import hydrate as run
+
+    _transfer("hydrate", run, url, directory, concurrency, endpoint_url, as_json)
 
 
 @cli.command()
-@click.argument("url")
-@dir_argument
-@concurrency_option
-@endpoint_option
-@json_option
+@transfer_options
 def push(url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool) -> None:
     """Upload new or changed files from DIR and publish the merged index (never deletes)."""
+    from syncops.push import push as run
 
-    def action() -> Report:
-        from syncops.push import push as run
-
-        return run(
-            _open(url, endpoint_url, concurrency),
-            directory,
-            concurrency=concurrency,
-            progress=_progress(as_json),
-        )
-
-    _run("push", url, as_json, action)
+    _transfer("push", run, url, directory, concurrency, endpoint_url, as_json)
 
 
 @cli.command()
-@click.argument("url")
-@dir_argument
-@concurrency_option
-@endpoint_option
-@json_option
+@transfer_options
 def bootstrap(url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool) -> None:
     """The post-deploy step: discover, then hydrate DIR."""
+    from syncops.hydrate import hydrate as run
 
-    _hydrate("bootstrap", url, directory, concurrency, endpoint_url, as_json)
+    _transfer("bootstrap", run, url, directory, concurrency, endpoint_url, as_json)
 
 
 @cli.command()
