@@ -100,7 +100,7 @@ concurrency_option = click.option(
     type=click.IntRange(min=1, max=1024),
     default=32,
     show_default=True,
-    help="Downloads in flight at once.",
+    help="Transfers (downloads or uploads) in flight at once.",
 )
 
 
