@@ -12,8 +12,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -37,7 +35,14 @@ from syncops.errors import (
     Unavailable,
 )
 from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo, spooled
-from syncops.stores.s3_data import Lazy, ObstoreDownloader, WrongRegion, data_plane_enabled
+from syncops.stores.s3_data import (
+    Lazy,
+    ObstoreDownloader,
+    WrongRegion,
+    data_plane_enabled,
+    environment_credentials,
+    session_credentials,
+)
 
 #: Attempts per request (first try included) under botocore's standard retry mode; botocore's own
 #: ``AWS_MAX_ATTEMPTS`` variable overrides it (tests lower it so a persistent failure fails fast).
@@ -92,45 +97,74 @@ def max_attempts_from_environment() -> int:
     return attempts
 
 
+def _new_session() -> Any:
+    import boto3
+
+    return boto3.session.Session()
+
+
 def endpoint_from_environment() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 class S3Store:
+    """boto3 for the control plane (listings, conditional writes, error details), obstore for bytes.
+
+    Neither SDK client is made before it is needed: a hydrate of an indexed datastore with
+    credentials in the environment reads the index and the objects through obstore and never
+    loads boto3, which costs more start-up time (~0.25 s) than a small hydrate spends moving data.
+    """
+
     def __init__(self, url: DatastoreUrl, *, endpoint_url: str | None = None, concurrency: int = 32) -> None:
         self.url = url
         self.bucket = url.bucket
-        self._session = boto3.session.Session()
-        self._region = self._session.region_name or "us-east-1"
-        endpoint = endpoint_url or endpoint_from_environment()
+        self._endpoint = endpoint_url or endpoint_from_environment()
+        self._concurrency = concurrency
         self._attempts = max_attempts_from_environment()
+        self._boto_session: Lazy[Any] = Lazy(_new_session)
+        self._boto_client: Lazy[Any] = Lazy(self._new_client)
+        self._fast_downloads = data_plane_enabled()
+        self._downloader: Lazy[ObstoreDownloader] = Lazy(self._new_downloader)
+
+    @property
+    def _session(self) -> Any:
+        return self._boto_session.get()
+
+    @property
+    def _client(self) -> Any:
+        return self._boto_client.get()
+
+    def _region(self) -> str:
+        from_env = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        return from_env or self._session.region_name or "us-east-1"
+
+    def _new_client(self) -> Any:
+        from botocore.config import Config
+
         config = Config(
             retries={"mode": "standard", "total_max_attempts": self._attempts},  # first try included
-            max_pool_connections=max(10, concurrency + 4),
+            max_pool_connections=max(10, self._concurrency + 4),
             connect_timeout=10,
             read_timeout=60,
             # A custom endpoint (SeaweedFS, MinIO, a proxy) rarely resolves bucket subdomains.
-            s3={"addressing_style": "path"} if endpoint else None,
+            s3={"addressing_style": "path"} if self._endpoint else None,
         )
-        self._client = self._session.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=self._region,
-            config=config,
+        return self._session.client("s3", endpoint_url=self._endpoint, region_name=self._region(), config=config)
+
+    def _new_downloader(self) -> ObstoreDownloader:
+        credentials = environment_credentials() or session_credentials(
+            self._session, lambda: self._translate(NoCredentialsError(), "GetObject", None)
         )
-        self._fast_downloads = data_plane_enabled()
-        self._downloader = Lazy(
-            lambda: ObstoreDownloader(
-                self.bucket,
-                session=self._session,
-                region=self._region,
-                endpoint=endpoint,
-                attempts=self._attempts,
-                body_attempts=BODY_ATTEMPTS,
-                concurrency=concurrency,
-                where=self.url.object_url,
-                denied=self._denied,
-            )
+        return ObstoreDownloader(
+            self.bucket,
+            credentials=credentials,
+            region=self._region(),
+            endpoint=self._endpoint,
+            attempts=self._attempts,
+            body_attempts=BODY_ATTEMPTS,
+            concurrency=self._concurrency,
+            where=self.url.object_url,
+            denied=self._denied,
         )
 
     # -- error translation ---------------------------------------------------------------------
@@ -199,6 +233,12 @@ class S3Store:
 
     # -- contract ------------------------------------------------------------------------------
     def get(self, key: str) -> Blob:
+        if self._fast_downloads:
+            try:
+                data, etag = self._downloader.get().read(self.url.full_key(key), key)
+                return Blob(data=data, token=etag)
+            except WrongRegion:
+                self._fast_downloads = False  # boto3 follows the redirect, from now on for every object
         for attempt in range(BODY_ATTEMPTS):
             response = self._call("GetObject", key, Key=self.url.full_key(key))
             try:
@@ -251,12 +291,12 @@ class S3Store:
         except Exception as exc:
             raise self._translate(exc, "ListObjectsV2", None) from None
 
-    def _denied(self, operation: str, key: str) -> AccessDenied:
+    def _denied(self, operation: str, key: str, code: str = "") -> AccessDenied:
         where = self.url.object_url(key) if key else f"s3://{self.bucket}/{self.url.prefix}"
         permission = _PERMISSIONS.get(operation, f"s3:{operation}")
         return AccessDenied(
-            f"access denied: {operation} {where}; credentials from {self.credential_source()}; "
-            f"the caller needs {permission} on it"
+            f"access denied{f' ({code})' if code else ''}: {operation} {where}; credentials from "
+            f"{self.credential_source()}; the caller needs {permission} on it"
         )
 
     def download(self, key: str, out: BinaryIO) -> int:
@@ -305,4 +345,6 @@ class S3Store:
             raise self._translate(exc, "PutObject", key) from None
 
     def close(self) -> None:
-        self._client.close()
+        client = self._boto_client.built()
+        if client is not None:
+            client.close()

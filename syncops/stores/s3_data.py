@@ -10,6 +10,7 @@ callback), the same endpoint, the same retry budget and the same error types.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -17,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Generic, TypeVar
 
 from syncops.errors import AccessDenied, NotFound, PreconditionFailed, StoreError, Unavailable
 
@@ -34,8 +35,58 @@ class WrongRegion(StoreError):
     """The data plane was sent to the wrong region; boto3's region redirects know better."""
 
 
-#: Builds the message of a denied request: (operation, key) -> AccessDenied.
-DenyMessage = Callable[[str, str], AccessDenied]
+#: Builds the message of a denied request: (operation, key, S3 error code) -> AccessDenied.
+DenyMessage = Callable[[str, str, str], AccessDenied]
+#: Gives the current credentials as obstore's provider callback wants them (raises AccessDenied).
+CredentialProvider = Callable[[], dict[str, Any]]
+
+T = TypeVar("T")
+
+_ERROR_CODE = re.compile(r"<Code>([^<]{1,64})</Code>")
+
+
+def environment_credentials() -> CredentialProvider | None:
+    """Static keys from the environment, without loading botocore, or None when there are none.
+
+    Environment variables are the first source of the standard AWS chain (an ``AWS_PROFILE`` does not
+    outrank them), so using them directly gives the credentials boto3 would use, ~0.25 s sooner.
+    """
+    key = os.environ.get("AWS_ACCESS_KEY_ID")
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not key or not secret:
+        return None
+    token = os.environ.get("AWS_SESSION_TOKEN") or os.environ.get("AWS_SECURITY_TOKEN") or None
+
+    def provide() -> dict[str, Any]:
+        return {
+            "access_key_id": key,
+            "secret_access_key": secret,
+            "token": token,
+            "expires_at": datetime.now(timezone.utc) + CREDENTIAL_TTL,
+        }
+
+    return provide
+
+
+def session_credentials(session: Any, missing: Callable[[], Exception]) -> CredentialProvider:
+    """Credentials from boto3's whole chain (profiles, SSO, roles), refreshed as boto3 refreshes them.
+
+    ``missing`` builds the error raised when the chain finds nothing at all.
+    """
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise missing()
+
+    def provide() -> dict[str, Any]:
+        frozen = credentials.get_frozen_credentials()
+        return {
+            "access_key_id": frozen.access_key,
+            "secret_access_key": frozen.secret_key,
+            "token": frozen.token,
+            "expires_at": datetime.now(timezone.utc) + CREDENTIAL_TTL,
+        }
+
+    return provide
 
 
 class ObstoreDownloader:
@@ -45,7 +96,7 @@ class ObstoreDownloader:
         self,
         bucket: str,
         *,
-        session: Any,
+        credentials: CredentialProvider,
         region: str,
         endpoint: str | None,
         attempts: int,
@@ -56,23 +107,11 @@ class ObstoreDownloader:
     ) -> None:
         from obstore.store import S3Store as RustS3Store
 
+        self._bucket = bucket
         self._where = where
         self._denied = denied
         self._attempts = attempts
         self._body_attempts = body_attempts
-        credentials = session.get_credentials()
-        if credentials is None:
-            raise denied("GetObject", "")
-
-        def provide() -> dict[str, Any]:
-            frozen = credentials.get_frozen_credentials()
-            return {
-                "access_key_id": frozen.access_key,
-                "secret_access_key": frozen.secret_key,
-                "token": frozen.token,
-                "expires_at": datetime.now(timezone.utc) + CREDENTIAL_TTL,
-            }
-
         config: dict[str, Any] = {"region": region}
         client: dict[str, Any] = {
             # One idle connection kept per transfer thread, so none waits for a socket.
@@ -109,7 +148,7 @@ class ObstoreDownloader:
                 config=config,  # type: ignore[arg-type]
                 client_options=client,  # type: ignore[arg-type]
                 retry_config=retry,  # type: ignore[arg-type]
-                credential_provider=provide,  # type: ignore[arg-type]
+                credential_provider=credentials,  # type: ignore[arg-type]
             )
         except (ValueError, TypeError) as exc:
             raise StoreError(f"cannot set up S3 downloads for bucket {bucket!r}: {exc}") from None
@@ -118,20 +157,24 @@ class ObstoreDownloader:
         """Our error type for an obstore failure, and whether trying again may cure it."""
         from obstore import exceptions as oe
 
+        text = str(exc).strip()
+        coded = _ERROR_CODE.search(text)
+        code = coded.group(1) if coded else ""
+        if code == "NoSuchBucket":
+            return StoreError(f"GetObject {self._where(key)}: bucket {self._bucket!r} does not exist"), False
         if isinstance(exc, (oe.NotFoundError, FileNotFoundError)):
             return NotFound(f"{self._where(key)}: not found"), False
         if isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError, PermissionError)):
-            return self._denied("GetObject", key), False
+            return self._denied("GetObject", key, code), False
         if isinstance(exc, (oe.PreconditionError, oe.NotModifiedError)):
             return PreconditionFailed(f"GetObject {self._where(key)}: precondition failed"), False
         if not isinstance(exc, (oe.BaseError, OSError)):
             return exc, False
-        text = str(exc).strip()
         found = _STATUS.search(text)
         status = int(found.group(1)) if found else None
         summary = text.split("\n", 1)[0] if text else type(exc).__name__
         if status in (401, 403):
-            return self._denied("GetObject", key), False
+            return self._denied("GetObject", key, code), False
         if status == 301 or any(code in text for code in _WRONG_REGION_CODES):
             # The bucket lives in another region than the one configured; boto3 follows S3's
             # region redirects, this client does not: the caller falls back to boto3.
@@ -142,6 +185,16 @@ class ObstoreDownloader:
         return StoreError(f"GetObject {self._where(key)} failed: {summary}"), False
 
     def download(self, path: str, key: str, out: BinaryIO) -> int:
+        """Stream object ``path`` into ``out``; returns the byte count."""
+        return self._fetch(path, key, out)[0]
+
+    def read(self, path: str, key: str) -> tuple[bytes, str]:
+        """A whole small object (the index) and its ETag, quoted as S3 and boto3 give it."""
+        buffer = io.BytesIO()
+        _, etag = self._fetch(path, key, buffer)
+        return buffer.getvalue(), etag
+
+    def _fetch(self, path: str, key: str, out: BinaryIO) -> tuple[int, str]:
         """Stream object ``path`` into ``out``, retrying transient failures within the budget.
 
         The Rust client's own retries are off, so that every retry is a whole GET from byte 0
@@ -157,12 +210,13 @@ class ObstoreDownloader:
             try:
                 result = obstore.get(self._store, path)
                 in_body = True
+                etag = str(result.meta.get("e_tag") or "")
                 if result.meta["size"] <= WHOLE_READ_LIMIT:
-                    return _write(out, result.bytes())
+                    return _write(out, result.bytes()), etag
                 written = 0
                 for chunk in result.stream(min_chunk_size=WHOLE_READ_LIMIT):
                     written += _write(out, chunk)
-                return written
+                return written, etag
             except _LocalWriteError as exc:
                 raise exc.cause from None  # the disk, not the network: the caller reports it
             except Exception as exc:
@@ -196,15 +250,19 @@ def _write(out: BinaryIO, data: Any) -> int:
     return len(data)
 
 
-class Lazy:
-    """Build a value once, on first use, from any thread."""
+class Lazy(Generic[T]):
+    """Build a value once, on first use, from any thread (SDK clients cost ~0.1 s to make)."""
 
-    def __init__(self, build: Callable[[], ObstoreDownloader]) -> None:
+    def __init__(self, build: Callable[[], T]) -> None:
         self._build = build
-        self._value: ObstoreDownloader | None = None
+        self._value: T | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> ObstoreDownloader:
+    def built(self) -> T | None:
+        """The value if it was built, without building it."""
+        return self._value
+
+    def get(self) -> T:
         value = self._value
         if value is None:
             with self._lock:
