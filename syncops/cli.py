@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from syncops import __version__
-from syncops.errors import CorruptIndex, SyncopsError
+from syncops.errors import CorruptIndex, StoreError, SyncopsError
 from syncops.keys import escape_key
 from syncops.report import Report, human_size
 
@@ -56,7 +56,13 @@ def _render_human(command: str, report: Report) -> None:
 def _run(command: str, url: str, as_json: bool, action: Callable[[], Report]) -> None:
     """Run one engine call; every failure becomes one clear line and its documented exit code."""
     try:
-        report = action()
+        try:
+            report = action()
+        except OSError as exc:
+            # The local side (a full disk, a permission, a file replaced by a directory): a failure
+            # to report in one line with its own exit code, not a traceback.
+            where = f" {exc.filename}" if exc.filename else ""
+            raise StoreError(f"local file system error{where}: {exc.strerror or exc}") from None
     except SyncopsError as exc:
         message = str(exc)
         if isinstance(exc, CorruptIndex):

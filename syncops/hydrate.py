@@ -19,7 +19,7 @@ from syncops import index as idx
 from syncops.discover import Discovery, discover
 from syncops.errors import BadInput, NotFound, StoreError
 from syncops.keys import INDEX_KEY, escape_key, unsafe_reason
-from syncops.localfs import fsync_directory, safe_join, write_atomically
+from syncops.localfs import fsync_directory, refuse_overlap, safe_join, write_atomically
 from syncops.progress import NoProgress, Progress
 from syncops.report import Report
 from syncops.stores.base import ObjectStore
@@ -161,6 +161,7 @@ def hydrate(
     """Discover, then download what is missing into ``target``; returns the command's report."""
     if concurrency < 1:
         raise BadInput(f"--concurrency must be at least 1, not {concurrency}")
+    refuse_overlap(store.url, target)
     progress = progress or NoProgress()
     discovery = discovery or discover(store)
     warnings = list(discovery.warnings)

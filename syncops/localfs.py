@@ -15,6 +15,7 @@ from typing import BinaryIO, TypeVar
 
 from syncops.errors import BadInput
 from syncops.keys import escape_key, unsafe_reason
+from syncops.stores.base import DatastoreUrl
 
 #: Temp files carry this suffix; walks skip them so a killed transfer is never taken for data.
 PARTIAL_SUFFIX = ".syncops-partial"
@@ -37,10 +38,25 @@ def safe_join(root: Path, key: str) -> Path:
     return path
 
 
+def refuse_overlap(url: DatastoreUrl, directory: Path) -> None:
+    """A ``file://`` datastore and a local directory must not contain each other.
+
+    Hydrating into the datastore's own root would replace its index with the local copy, and a
+    cache inside the root would turn the hydrated copies into data of the datastore.
+    """
+    if url.scheme != "file":
+        return
+    root = os.path.realpath(url.bucket)
+    local = os.path.realpath(directory)
+    if local == root or local.startswith(root + os.sep) or root.startswith(local + os.sep):
+        raise BadInput(f"{directory} and the datastore {url} overlap: use a directory outside the datastore")
+
+
 def write_atomically(path: Path, fill: Callable[[BinaryIO], T], *, mtime: float | None = None) -> T:
     """Create ``path`` whole or not at all: temp file beside it, fsync, optional mtime, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX)
+    # A short name of its own: a key's basename may already be near the 255-byte limit.
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=PARTIAL_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as out:
             result = fill(out)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncops import index as idx
-from syncops.discover import discover, read_index
-from syncops.errors import BadInput, ConditionUnsupported, CorruptIndex, PreconditionFailed, StoreError
+from syncops.discover import discover, entries_from_listing, read_index
+from syncops.errors import BadInput, ConditionUnsupported, CorruptIndex, NotFound, PreconditionFailed, StoreError
 from syncops.hydrate import DEFAULT_CONCURRENCY
 from syncops.keys import INDEX_KEY, KeyKind, classify, escape_key, in_namespace, namespace_root, unsafe_reason
-from syncops.localfs import walk_files, write_bytes_atomically
+from syncops.localfs import refuse_overlap, walk_files, write_bytes_atomically
 from syncops.progress import NoProgress, Progress
 from syncops.report import Report
 from syncops.stores.base import ObjectStore
@@ -72,6 +72,18 @@ def is_changed(local: LocalFile, remote: idx.Entry | None, previous: idx.Entry |
     return _millis(local.mtime) > _millis(idx.parse_timestamp(reference).timestamp())
 
 
+def _current(store: ObjectStore) -> tuple[idx.Index, str | None]:
+    """The index in force now and its version; when it is gone, the listing's (never an empty base).
+
+    Merging into an empty index after someone removed the index would publish only this push's
+    files and hide every other object from the next hydrate.
+    """
+    current = read_index(store)
+    if current is not None:
+        return current[0], current[1].token
+    return idx.Index(entries=entries_from_listing(store.list()).entries), None
+
+
 def _publish(
     store: ObjectStore, base: idx.Index, token: str | None, changes: dict[str, idx.Entry], warnings: list[str]
 ) -> idx.Index:
@@ -79,20 +91,25 @@ def _publish(
     for _ in range(MAX_INDEX_ATTEMPTS):
         merged = idx.merge(base, changes)
         merged.last_pulled = idx.now_timestamp()
-        data = idx.stream(merged, with_local=False)
         try:
             if token is None:
-                store.put(INDEX_KEY, data, if_absent=True)
+                store.put(INDEX_KEY, idx.stream(merged, with_local=False), if_absent=True)
             else:
-                store.put(INDEX_KEY, data, if_token=token)
+                store.put(INDEX_KEY, idx.stream(merged, with_local=False), if_token=token)
             return merged
         except ConditionUnsupported:
-            warnings.append("backend does not support conditional writes; index written unconditionally")
-            store.put(INDEX_KEY, data)
+            # No condition to lean on: merge into what is there right now, then write, so only a
+            # writer landing in this very moment can be overwritten (verify finds that).
+            warnings.append(
+                "backend does not support conditional writes; index re-read, merged and written unconditionally "
+                "(run `syncops verify` after concurrent pushes)"
+            )
+            merged = idx.merge(_current(store)[0], changes)
+            merged.last_pulled = idx.now_timestamp()
+            store.put(INDEX_KEY, idx.stream(merged, with_local=False))
             return merged
-        except PreconditionFailed:
-            current = read_index(store)
-            base, token = (current[0], current[1].token) if current else (idx.Index(), None)
+        except (PreconditionFailed, NotFound):  # changed, or removed, since it was read
+            base, token = _current(store)
     raise StoreError(
         f"{store.url.object_url(INDEX_KEY)}: lost {MAX_INDEX_ATTEMPTS} races to other writers; "
         "the objects are uploaded, run push again to publish the index"
@@ -106,6 +123,7 @@ def push(
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Progress | None = None,
 ) -> Report:
+    refuse_overlap(store.url, source)
     if not source.is_dir():
         raise BadInput(f"{source} is not a directory")
     progress = progress or NoProgress()
@@ -120,15 +138,22 @@ def push(
         if is_changed(f, remote.entries.get(key), previous.entries.get(key) if previous else None)
     ]
 
-    def upload(file: LocalFile) -> idx.Entry:
-        store.upload(file.key, source.joinpath(*file.key.split("/")))
+    def upload(file: LocalFile) -> idx.Entry | None:
+        path = source.joinpath(*file.key.split("/"))
+        try:
+            store.upload(file.key, path)
+        except (NotFound, FileNotFoundError):
+            if path.exists():
+                raise
+            warnings.append(f"{escape_key(file.key)} vanished locally before its upload: not pushed")
+            return None
         progress.advance(file.size)
         return idx.Entry(key=file.key, size=file.size, last_modified=idx.now_timestamp())
 
     progress.start("pushing", len(changed), sum(f.size for f in changed))
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="syncops-push") as pool:
-            uploaded = {e.key: e for e in pool.map(upload, changed)}
+            uploaded = {e.key: e for e in pool.map(upload, changed) if e is not None}
     finally:
         progress.stop()
 

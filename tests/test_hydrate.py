@@ -154,3 +154,52 @@ def test_hydrate_never_follows_a_symlink_out_of_the_target(make_datastore, tmp_p
     assert list(outside.iterdir()) == []
     assert (target / "ok.txt").read_bytes() == b"fine"
     assert any("symlink" in w for w in result.json["warnings"])
+
+
+@pytest.mark.parametrize("inside", ["root", "below"])
+def test_hydrating_into_the_file_datastore_itself_is_refused(make_datastore, inside):
+    """DIR equal to, or inside, a file:// datastore would overwrite its index or turn copies into data."""
+    ds = make_datastore("file")
+    ds.seed({"a.txt": b"a"})
+    assert run_cli("discover", ds.url, env=ds.env).code == 0
+    before = ds.raw.get(".datastore-index.json")
+    target = ds.bucket if inside == "root" else f"{ds.bucket}/cache"
+    for command in ("hydrate", "push"):
+        result = run_cli(command, ds.url, target, env=ds.env)
+        assert result.code == 2, result.stderr
+        assert "overlap" in result.stderr
+    assert ds.raw.get(".datastore-index.json") == before
+    assert ds.raw.keys() == [".datastore-index.json", "a.txt"]
+
+
+def test_a_key_with_a_255_byte_basename_hydrates(datastore: Datastore, tmp_path: Path):
+    """Temp files get short names of their own, so the longest legal name still lands."""
+    long_key = "deep/" + "n" * 251 + ".bin"
+    datastore.seed({long_key: b"long name", "short.txt": b"s"})
+    result = run_cli("bootstrap", datastore.url, str(tmp_path / "c"), "--json", env=datastore.env)
+    assert result.code == 0, result.stderr
+    assert (tmp_path / "c" / long_key).read_bytes() == b"long name"
+
+
+@pytest.mark.parametrize("kind", ["s3", "gcs"])
+def test_a_folder_object_for_the_prefix_itself_is_not_a_key(make_datastore, kind, tmp_path: Path):
+    ds = make_datastore(kind, prefix="env/prod")
+    ds.raw.put("env/prod/", b"")  # what a console's "create folder" makes
+    ds.seed({"a.txt": b"a"})
+    result = run_cli("bootstrap", ds.url, str(tmp_path / "c"), "--json", env=ds.env)
+    assert result.code == 0, result.stderr
+    assert result.json["warnings"] == []
+    assert result.json["entries"] == 1
+
+
+def test_a_local_write_failure_exits_4_with_one_json_object(make_datastore, tmp_path: Path):
+    """A local index path taken by a directory: one clear error and exit code, never a traceback."""
+    ds = make_datastore("file")
+    ds.seed({"a.txt": b"a"})
+    target = tmp_path / "c"
+    (target / ".datastore-index.json").mkdir(parents=True)
+    result = run_cli("hydrate", ds.url, str(target), "--json", env=ds.env)
+    assert result.code == 4
+    assert "Traceback" not in result.stderr
+    assert result.json["status"] == "error"
+    assert "local file system error" in result.json["error"]

@@ -101,3 +101,58 @@ def test_push_of_a_missing_directory_is_bad_input(datastore: Datastore, tmp_path
     result = run_cli("push", datastore.url, str(tmp_path / "nope"), env=datastore.env)
     assert result.code == 2
     assert "not a directory" in result.stderr
+
+
+def test_index_removed_while_pushing_is_rebuilt_from_the_listing_not_emptied(make_datastore, tmp_path: Path):
+    """An index deleted between push's read and its write must not become "only my files".
+
+    The proxy deletes the index (as an operator forcing re-discovery would) just before push's
+    conditional index PUT reaches the server; the retry re-lists instead of merging into nothing.
+    """
+    from tests.proxy import FORWARD, Fault, Proxy
+
+    ds = make_datastore("s3")
+    ds.seed(REMOTE)
+    assert run_cli("discover", ds.url, env=ds.env).code == 0
+    local = tmp_path / "work"
+    write_tree(local, {"mine.txt": b"pushed"})
+    index_key = ds.full(".datastore-index.json")
+    with Proxy(ds.endpoint) as proxy:
+        proxy.add_fault(
+            Fault(
+                lambda method, path: method == "PUT" and path.split("?")[0].endswith("/.datastore-index.json"),
+                status=FORWARD,
+                times=1,
+                before=lambda: ds.raw.delete(index_key),
+            )
+        )
+        result = run_cli("push", ds.url, str(local), "--json", env=dict(ds.env, AWS_ENDPOINT_URL=proxy.endpoint))
+    assert result.code == 0, result.stderr
+    assert sorted(ds.index()["entries"]) == sorted([*REMOTE, "mine.txt"])
+    assert result.json["entries"] == 3
+
+
+def test_push_skips_a_file_that_vanished_before_its_upload(tmp_path: Path):
+    from syncops import push as push_module
+    from syncops.stores import open_store
+
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    local = tmp_path / "work"
+    write_tree(local, {"keep.txt": b"k", "gone.swp": b"editor swap"})
+    original = push_module.scan_local
+
+    def scan_then_vanish(source, warnings):
+        files = original(source, warnings)
+        (local / "gone.swp").unlink()  # an editor removes its swap file mid-push
+        return files
+
+    push_module.scan_local = scan_then_vanish
+    try:
+        report = push_module.push(open_store(f"file://{store_dir}"), local)
+    finally:
+        push_module.scan_local = original
+    assert report.pushed == 1
+    assert any("gone.swp" in w and "vanished" in w for w in report.warnings)
+    assert (store_dir / "keep.txt").read_bytes() == b"k"
+    assert not (store_dir / "gone.swp").exists()

@@ -187,6 +187,8 @@ class GcsStore:
         )
         try:
             for blob in blobs:
+                if blob.name == prefix:
+                    continue  # a console's folder object for the prefix itself, not data
                 yield ObjectInfo(key=blob.name[len(prefix) :], size=int(blob.size or 0), last_modified=blob.updated)
         except Exception as exc:
             raise self._translate(exc, "list", None) from None

@@ -155,11 +155,16 @@ class S3Store:
         credentials = environment_credentials() or session_credentials(
             self._session, lambda: self._translate(NoCredentialsError(), "GetObject", None)
         )
+        endpoint = self._endpoint
+        if endpoint is None:
+            # boto3 may take an endpoint from the AWS config file: both clients must reach one server.
+            configured = str(self._client.meta.endpoint_url)
+            endpoint = None if ".amazonaws.com" in configured else configured
         return ObstoreDownloader(
             self.bucket,
             credentials=credentials,
             region=self._region(),
-            endpoint=self._endpoint,
+            endpoint=endpoint,
             attempts=self._attempts,
             body_attempts=BODY_ATTEMPTS,
             concurrency=self._concurrency,
@@ -285,6 +290,8 @@ class S3Store:
                 # silently end the listing after the first page).
                 contents = page.pop("Contents", ())
                 for item in contents:
+                    if item["Key"] == prefix:
+                        continue  # a console's folder object for the prefix itself, not data
                     yield ObjectInfo(
                         key=item["Key"][len(prefix) :], size=int(item["Size"]), last_modified=item["LastModified"]
                     )
