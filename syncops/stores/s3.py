@@ -5,25 +5,13 @@ PutObject for conditional writes.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
-
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
-from urllib3.exceptions import ProtocolError
 
 from syncops.errors import (
     AccessDenied,
@@ -81,7 +69,29 @@ _CREDENTIAL_METHODS = {
     "sso": "AWS SSO",
     "custom-process": "a credential_process",
 }
-_BODY_ERRORS = (ResponseStreamingError, ReadTimeoutError, BotoConnectionError, ProtocolError, ConnectionError)
+
+
+@functools.cache
+def _boto_errors() -> Any:
+    """botocore's exception module, imported on first use: ~40 ms a hydrate through obstore never pays."""
+    from botocore import exceptions
+
+    return exceptions
+
+
+@functools.cache
+def _body_errors() -> tuple[type[Exception], ...]:
+    """What a response body that broke off mid-stream raises (botocore retries only the request)."""
+    from urllib3.exceptions import ProtocolError
+
+    bx = _boto_errors()
+    return (bx.ResponseStreamingError, bx.ReadTimeoutError, bx.ConnectionError, ProtocolError, ConnectionError)
+
+
+def _protocol_error() -> type[Exception]:
+    from urllib3.exceptions import ProtocolError
+
+    return ProtocolError
 
 
 def max_attempts_from_environment() -> int:
@@ -153,7 +163,7 @@ class S3Store:
 
     def _new_downloader(self) -> ObstoreDownloader:
         credentials = environment_credentials() or session_credentials(
-            self._session, lambda: self._translate(NoCredentialsError(), "GetObject", None)
+            self._session, lambda: self._translate(_boto_errors().NoCredentialsError(), "GetObject", None)
         )
         endpoint = self._endpoint
         if endpoint is None:
@@ -176,7 +186,7 @@ class S3Store:
     def credential_source(self) -> str:
         try:
             credentials = self._session.get_credentials()
-        except BotoCoreError:
+        except _boto_errors().BotoCoreError:
             return "unreadable AWS configuration"
         if credentials is None:
             return "no credentials found (anonymous)"
@@ -188,12 +198,13 @@ class S3Store:
 
     def _translate(self, exc: Exception, operation: str, key: str | None) -> Exception:
         where = self.url.object_url(key) if key is not None else f"s3://{self.bucket}/{self.url.prefix}"
-        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        bx = _boto_errors()
+        if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
             return AccessDenied(
                 f"access denied: {operation} {where}: no AWS credentials found "
                 "(set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an instance role)"
             )
-        if isinstance(exc, ClientError):
+        if isinstance(exc, bx.ClientError):
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -214,7 +225,7 @@ class S3Store:
             if status is not None and (status >= 500 or status == 429) or "Throttl" in code or "SlowDown" in code:
                 return Unavailable(f"{operation} {where}: {code or status} after {self._attempts} attempts")
             return StoreError(f"{operation} {where} failed: {code or status} {error.get('Message', '')}".rstrip())
-        if isinstance(exc, (BotoCoreError, *_BODY_ERRORS)):
+        if isinstance(exc, (bx.BotoCoreError, *_body_errors())):
             return Unavailable(f"{operation} {where}: {exc} (after {self._attempts} attempts)")
         return exc
 
@@ -224,7 +235,7 @@ class S3Store:
         while True:
             try:
                 return method(Bucket=self.bucket, **kwargs)
-            except ProtocolError as exc:
+            except _protocol_error() as exc:
                 # For GetObject (a streaming operation) botocore reads the body of an *error* answer
                 # (a 404, a 503) outside its retry loop, so a connection broken in that body arrives
                 # here raw, unretried. Retry it within the same budget; a 404 needs its body to be
@@ -248,7 +259,7 @@ class S3Store:
             response = self._call("GetObject", key, Key=self.url.full_key(key))
             try:
                 data = response["Body"].read()
-            except _BODY_ERRORS as exc:
+            except _body_errors() as exc:
                 if attempt + 1 == BODY_ATTEMPTS:
                     raise self._translate(exc, "GetObject", key) from None
                 time.sleep(0.2 * 2**attempt)
@@ -322,7 +333,7 @@ class S3Store:
                     out.write(chunk)
                     written += len(chunk)
                 return written
-            except _BODY_ERRORS as exc:
+            except _body_errors() as exc:
                 if attempt + 1 == BODY_ATTEMPTS:
                     raise self._translate(exc, "GetObject", key) from None
                 out.seek(start)
