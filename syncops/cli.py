@@ -36,7 +36,7 @@ def _say(text: str) -> None:
     click.echo(text, err=True)
 
 
-def _render_human(command: str, report: Report) -> None:
+def _render_human(report: Report) -> None:
     _say(f"{report.url}: {_STATUS_TEXT.get(report.status, report.status)} ({report.entries} entries)")
     if report.pulled is not None:
         _say(
@@ -74,7 +74,7 @@ def _run(command: str, url: str, as_json: bool, action: Callable[[], Report]) ->
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:
-        _render_human(command, report)
+        _render_human(report)
     exit_code = getattr(report, "exit_code", 0)
     if exit_code:
         sys.exit(exit_code)

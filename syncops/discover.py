@@ -68,11 +68,18 @@ def entries_from_listing(objects: Iterable[ObjectInfo]) -> Listing:
     return Listing(entries=entries, warnings=warnings, namespaces=sorted(namespaces))
 
 
+def read_blob(store: ObjectStore) -> Blob | None:
+    """The raw index object and its version token, or None when it does not exist."""
+    try:
+        return store.get(INDEX_KEY)
+    except NotFound:
+        return None
+
+
 def read_index(store: ObjectStore) -> tuple[idx.Index, Blob] | None:
     """The remote index and its raw blob, None when absent; :class:`CorruptIndex` when invalid."""
-    try:
-        blob = store.get(INDEX_KEY)
-    except NotFound:
+    blob = read_blob(store)
+    if blob is None:
         return None
     return idx.parse(blob.data, where=store.url.object_url(INDEX_KEY)), blob
 
@@ -89,28 +96,35 @@ def _adopt(store: ObjectStore, warnings: list[str]) -> Discovery:
     return Discovery(ADOPTED, index, blob.token, index_written=False, warnings=warnings)
 
 
-def publish_new(store: ObjectStore, index: idx.Index, warnings: list[str], status: str) -> Discovery:
-    """Create-only publish; a lost race adopts the winner's index."""
+def publish(store: ObjectStore, index: idx.Index, token: str | None, warnings: list[str], status: str) -> Discovery:
+    """Publish an index built from a listing: create-only when ``token`` is None, else over ``token``.
+
+    Create-only (discovery): a lost race means another peer published first, and its index is
+    adopted. Over a version (rebuild, repair): a lost race means someone changed the index since it
+    was read, so nothing is written and the caller is told to run again rather than overwrite
+    their work. A backend that refuses the condition itself gets one unconditional write: the index
+    comes from the listing, so racing peers publishing the same listing agree.
+    """
     data = idx.stream(index, with_local=False)  # chunks: a big index is never whole in memory
     try:
-        token = store.put(INDEX_KEY, data, if_absent=True)
+        new_token = store.put(INDEX_KEY, data, if_absent=token is None, if_token=token)
     except PreconditionFailed:
-        return _adopt(store, warnings)
+        if token is None:
+            return _adopt(store, warnings)
+        raise StoreError(
+            f"{store.url.object_url(INDEX_KEY)} changed while it was being rebuilt; nothing was written, run again"
+        ) from None
     except ConditionUnsupported:
-        # Discovery is functionally idempotent: two peers publishing the same listing agree.
-        warnings.append("backend does not support create-only writes; index written unconditionally")
-        token = store.put(INDEX_KEY, data)
-    return Discovery(status, index, token, index_written=True, warnings=warnings)
+        warnings.append("backend does not support conditional writes; index written unconditionally")
+        new_token = store.put(INDEX_KEY, data)
+    return Discovery(status, index, new_token, index_written=True, warnings=warnings)
 
 
 def discover(store: ObjectStore, *, rebuild: bool = False) -> Discovery:
     """Make the remote index valid (SPEC §3), or with ``rebuild`` replace it from a listing."""
     blob: Blob | None = None
     if rebuild:
-        try:
-            blob = store.get(INDEX_KEY)
-        except NotFound:
-            blob = None
+        blob = read_blob(store)
     else:
         current = read_index(store)
         if current is not None:
@@ -120,29 +134,5 @@ def discover(store: ObjectStore, *, rebuild: bool = False) -> Discovery:
     index = idx.Index(entries=listing.entries, last_pulled=idx.now_timestamp())  # no second dict
     if not rebuild and not listing.entries:
         return Discovery(EMPTY, index, None, warnings=listing.warnings)
-    if blob is None:
-        return publish_new(store, index, listing.warnings, REBUILT if rebuild else DISCOVERED)
-    return publish_replacement(store, index, blob.token, listing.warnings, REBUILT)
-
-
-def publish_replacement(
-    store: ObjectStore, index: idx.Index, token: str, warnings: list[str], status: str
-) -> Discovery:
-    """Replace the index only if it is still the version ``token`` that was read (rebuild, repair).
-
-    A lost race means someone else changed the index meanwhile: nothing is written, and the caller
-    is told to run again rather than overwrite their work. A backend that refuses ``If-Match`` /
-    ``ifGenerationMatch`` itself gets one unconditional write, as create-only publishing does: the
-    replacement is built from the listing, so a racing rebuild of the same listing agrees.
-    """
-    data = idx.stream(index, with_local=False)  # chunks: a big index is never whole in memory
-    try:
-        new_token = store.put(INDEX_KEY, data, if_token=token)
-    except PreconditionFailed:
-        raise StoreError(
-            f"{store.url.object_url(INDEX_KEY)} changed while it was being rebuilt; nothing was written, run again"
-        ) from None
-    except ConditionUnsupported:
-        warnings.append("backend does not support conditional writes; index replaced unconditionally")
-        new_token = store.put(INDEX_KEY, data)
-    return Discovery(status, index, new_token, index_written=True, warnings=warnings)
+    status = REBUILT if rebuild else DISCOVERED
+    return publish(store, index, blob.token if blob else None, listing.warnings, status)

@@ -234,7 +234,7 @@ def build(entries: Iterable[Entry], last_pulled: str | None = None) -> Index:
     return Index(entries={e.key: e for e in entries}, last_pulled=last_pulled or now_timestamp())
 
 
-def merge(base: Index, changes: Mapping[str, Entry]) -> Index:
+def merge(base: Index, changes: Mapping[str, Entry], *, last_pulled: str | None = None) -> Index:
     """``base`` ∪ ``changes``: a changed key takes the new entry, every other base entry is kept.
 
     Unknown fields of an entry that is rewritten are carried over, as SPEC §2 requires.
@@ -252,4 +252,4 @@ def merge(base: Index, changes: Mapping[str, Entry]) -> Index:
                 extra={**previous.extra, **entry.extra},
             )
         merged[key] = entry
-    return Index(entries=merged, last_pulled=base.last_pulled, extra=dict(base.extra))
+    return Index(entries=merged, last_pulled=last_pulled or base.last_pulled, extra=dict(base.extra))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from types import TracebackType
 from typing import Any, Protocol
 
 
@@ -76,12 +75,6 @@ class RichProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-
-    def __enter__(self) -> RichProgress:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.stop()
 
 
 def for_stderr(enabled: bool = True) -> Progress:

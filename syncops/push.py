@@ -89,13 +89,9 @@ def _publish(
 ) -> idx.Index:
     """Write base ∪ changes under a version condition; on a lost race re-read, re-merge, retry."""
     for _ in range(MAX_INDEX_ATTEMPTS):
-        merged = idx.merge(base, changes)
-        merged.last_pulled = idx.now_timestamp()
+        merged = idx.merge(base, changes, last_pulled=idx.now_timestamp())
         try:
-            if token is None:
-                store.put(INDEX_KEY, idx.stream(merged, with_local=False), if_absent=True)
-            else:
-                store.put(INDEX_KEY, idx.stream(merged, with_local=False), if_token=token)
+            store.put(INDEX_KEY, idx.stream(merged, with_local=False), if_absent=token is None, if_token=token)
             return merged
         except ConditionUnsupported:
             # No condition to lean on: merge into what is there right now, then write, so only a
@@ -104,8 +100,7 @@ def _publish(
                 "backend does not support conditional writes; index re-read, merged and written unconditionally "
                 "(run `syncops verify` after concurrent pushes)"
             )
-            merged = idx.merge(_current(store)[0], changes)
-            merged.last_pulled = idx.now_timestamp()
+            merged = idx.merge(_current(store)[0], changes, last_pulled=idx.now_timestamp())
             store.put(INDEX_KEY, idx.stream(merged, with_local=False))
             return merged
         except (PreconditionFailed, NotFound):  # changed, or removed, since it was read

@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from syncops import index as idx
-from syncops.discover import entries_from_listing, publish_new, publish_replacement
-from syncops.errors import CorruptIndex, NotFound
+from syncops.discover import entries_from_listing, publish, read_blob
+from syncops.errors import CorruptIndex
 from syncops.keys import INDEX_KEY, KeyKind, classify, in_namespace, unsafe_reason
 from syncops.report import Report
-from syncops.stores.base import Blob, ObjectStore
+from syncops.stores.base import ObjectStore
 
 OK = "ok"
 PROBLEMS = "problems"
@@ -84,11 +84,7 @@ def verify(store: ObjectStore, *, repair: bool = False) -> VerifyReport:
     """
     where = store.url.object_url(INDEX_KEY)
     problems: list[dict[str, str]] = []
-    blob: Blob | None
-    try:
-        blob = store.get(INDEX_KEY)
-    except NotFound:
-        blob = None
+    blob = read_blob(store)
     index: idx.Index | None = None
     if blob is not None:
         try:
@@ -119,11 +115,8 @@ def verify(store: ObjectStore, *, repair: bool = False) -> VerifyReport:
         report.exit_code = PROBLEMS_EXIT
         return report
 
-    rebuilt = idx.build(listing.entries.values())
-    if blob is None:
-        outcome = publish_new(store, rebuilt, report.warnings, REPAIRED)
-    else:
-        outcome = publish_replacement(store, rebuilt, blob.token, report.warnings, REPAIRED)
+    rebuilt = idx.Index(entries=listing.entries, last_pulled=idx.now_timestamp())
+    outcome = publish(store, rebuilt, blob.token if blob else None, report.warnings, REPAIRED)
     if not outcome.index_written:
         # Another peer published an index between our read and our create-only write; it was not
         # checked, so say so instead of claiming a repair.

@@ -82,13 +82,13 @@ def _boto_errors() -> Any:
 @functools.cache
 def _body_errors() -> tuple[type[Exception], ...]:
     """What a response body that broke off mid-stream raises (botocore retries only the request)."""
-    from urllib3.exceptions import ProtocolError
-
     bx = _boto_errors()
-    return (bx.ResponseStreamingError, bx.ReadTimeoutError, bx.ConnectionError, ProtocolError, ConnectionError)
+    return (bx.ResponseStreamingError, bx.ReadTimeoutError, bx.ConnectionError, _protocol_error(), ConnectionError)
 
 
+@functools.cache
 def _protocol_error() -> type[Exception]:
+    """urllib3's error for a connection broken mid-response (urllib3 comes with botocore)."""
     from urllib3.exceptions import ProtocolError
 
     return ProtocolError
@@ -217,11 +217,7 @@ class S3Store:
             if code == "NotImplemented" or status == 501:
                 return ConditionUnsupported(f"{operation} {where}: {code or status} {error.get('Message', '')}")
             if code in _DENIED_CODES or status in (401, 403):
-                permission = _PERMISSIONS.get(operation, f"s3:{operation}")
-                return AccessDenied(
-                    f"access denied ({code or status}): {operation} {where}; credentials from "
-                    f"{self.credential_source()}; the caller needs {permission} on it"
-                )
+                return self._denied(operation, key or "", code or str(status))
             if status is not None and (status >= 500 or status == 429) or "Throttl" in code or "SlowDown" in code:
                 return Unavailable(f"{operation} {where}: {code or status} after {self._attempts} attempts")
             return StoreError(f"{operation} {where} failed: {code or status} {error.get('Message', '')}".rstrip())
