@@ -74,10 +74,6 @@ def write_atomically(path: Path, fill: Callable[[BinaryIO], T], *, mtime: float 
     return result
 
 
-def write_bytes_atomically(path: Path, data: bytes) -> None:
-    write_atomically(path, lambda out: out.write(data))
-
-
 def fsync_directory(path: Path) -> None:
     """Make renames inside ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

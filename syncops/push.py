@@ -9,15 +9,15 @@ push never deletes remote objects.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from syncops import index as idx
 from syncops.discover import discover, entries_from_listing, read_index
 from syncops.errors import BadInput, ConditionUnsupported, CorruptIndex, NotFound, PreconditionFailed, StoreError
-from syncops.hydrate import DEFAULT_CONCURRENCY
+from syncops.hydrate import DEFAULT_CONCURRENCY, write_local_index
 from syncops.keys import INDEX_KEY, KeyKind, classify, escape_key, in_namespace, namespace_root, unsafe_reason
-from syncops.localfs import refuse_overlap, walk_files, write_bytes_atomically
+from syncops.localfs import refuse_overlap, walk_files
 from syncops.progress import NoProgress, Progress
 from syncops.report import Report
 from syncops.stores.base import ObjectStore
@@ -174,12 +174,6 @@ def _write_local_copy(source: Path, published: idx.Index, local: dict[str, Local
     copy = idx.Index(last_pulled=published.last_pulled or idx.now_timestamp(), extra=dict(published.extra))
     for key, entry in published.entries.items():
         here = local.get(key)
-        copy.entries[key] = idx.Entry(
-            key=key,
-            size=entry.size,
-            last_modified=entry.last_modified,
-            local_mtime=idx.timestamp_from_epoch(here.mtime) if here and here.size == entry.size else None,
-            sha256=entry.sha256,
-            extra=dict(entry.extra),
-        )
-    write_bytes_atomically(source / INDEX_KEY, idx.serialize(copy))
+        mtime = idx.timestamp_from_epoch(here.mtime) if here and here.size == entry.size else None
+        copy.entries[key] = replace(entry, local_mtime=mtime, extra=dict(entry.extra))
+    write_local_index(source, copy)
