@@ -6,6 +6,7 @@ PutObject for conditional writes.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import random
 import time
@@ -245,23 +246,9 @@ class S3Store:
 
     # -- contract ------------------------------------------------------------------------------
     def get(self, key: str) -> Blob:
-        if self._fast_downloads:
-            try:
-                data, etag = self._downloader.get().read(self.url.full_key(key), key)
-                return Blob(data=data, token=etag)
-            except WrongRegion:
-                self._fast_downloads = False  # boto3 follows the redirect, from now on for every object
-        for attempt in range(BODY_ATTEMPTS):
-            response = self._call("GetObject", key, Key=self.url.full_key(key))
-            try:
-                data = response["Body"].read()
-            except _body_errors() as exc:
-                if attempt + 1 == BODY_ATTEMPTS:
-                    raise self._translate(exc, "GetObject", key) from None
-                time.sleep(0.2 * 2**attempt)
-                continue
-            return Blob(data=data, token=response["ETag"])
-        raise AssertionError("unreachable")
+        buffer = io.BytesIO()
+        _, etag = self._fetch(key, buffer)
+        return Blob(data=buffer.getvalue(), token=etag)
 
     def put(
         self, key: str, data: bytes | Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None
@@ -314,10 +301,14 @@ class S3Store:
         )
 
     def download(self, key: str, out: BinaryIO) -> int:
+        return self._fetch(key, out)[0]
+
+    def _fetch(self, key: str, out: BinaryIO) -> tuple[int, str]:
+        """Stream one object into ``out``; returns the byte count and the ETag (index and data alike)."""
         if self._fast_downloads:
             # Object bytes go through the Rust data plane (see stores/s3_data.py); same errors.
             try:
-                return self._downloader.get().download(self.url.full_key(key), key, out)
+                return self._downloader.get().fetch(self.url.full_key(key), key, out)
             except WrongRegion:
                 self._fast_downloads = False  # boto3 follows the redirect, from now on for every object
         start = out.tell()
@@ -328,7 +319,7 @@ class S3Store:
                 for chunk in response["Body"].iter_chunks(1 << 20):
                     out.write(chunk)
                     written += len(chunk)
-                return written
+                return written, str(response["ETag"])
             except _body_errors() as exc:
                 if attempt + 1 == BODY_ATTEMPTS:
                     raise self._translate(exc, "GetObject", key) from None

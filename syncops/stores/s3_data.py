@@ -10,7 +10,6 @@ callback), the same endpoint, the same retry budget and the same error types.
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import re
@@ -184,18 +183,10 @@ class ObstoreDownloader:
             return Unavailable(f"GetObject {self._where(key)}: {summary} (after {self._attempts} attempts)"), True
         return StoreError(f"GetObject {self._where(key)} failed: {summary}"), False
 
-    def download(self, path: str, key: str, out: BinaryIO) -> int:
-        """Stream object ``path`` into ``out``; returns the byte count."""
-        return self._fetch(path, key, out)[0]
-
-    def read(self, path: str, key: str) -> tuple[bytes, str]:
-        """A whole small object (the index) and its ETag, quoted as S3 and boto3 give it."""
-        buffer = io.BytesIO()
-        _, etag = self._fetch(path, key, buffer)
-        return buffer.getvalue(), etag
-
-    def _fetch(self, path: str, key: str, out: BinaryIO) -> tuple[int, str]:
+    def fetch(self, path: str, key: str, out: BinaryIO) -> tuple[int, str]:
         """Stream object ``path`` into ``out``, retrying transient failures within the budget.
+
+        Returns the byte count and the ETag, quoted as S3 and boto3 give it.
 
         The Rust client's own retries are off, so that every retry is a whole GET from byte 0
         (never a ranged resume that could splice two versions of an object replaced meanwhile)
