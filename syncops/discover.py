@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from syncops import index as idx
 from syncops.errors import ConditionUnsupported, NotFound, PreconditionFailed, StoreError
-from syncops.keys import INDEX_KEY, KeyKind, classify, escape_key, in_namespace, namespace_root, unsafe_reason
+from syncops.keys import INDEX_KEY, escape_key, select_data, unsafe_reason
 from syncops.stores.base import Blob, ObjectInfo, ObjectStore
 
 FOUND = "found"
@@ -46,26 +46,16 @@ class Listing:
 def entries_from_listing(objects: Iterable[ObjectInfo]) -> Listing:
     """Keep the data objects of a listing: drop internal files, markers, namespaces, unsafe keys.
 
-    The listing is consumed as a stream; only the resulting entries are held. Namespace markers can
-    come after objects of their subtree in listing order, so subtrees are pruned at the end.
+    The listing is consumed as a stream; only the resulting entries are held.
     """
-    entries: dict[str, idx.Entry] = {}
-    warnings: list[str] = []
-    namespaces: set[str] = set()
-    for obj in objects:
-        root = namespace_root(obj.key)
-        if root is not None and unsafe_reason(obj.key) is None:
-            namespaces.add(root)
-        kind = classify(obj.key, obj.size)
-        if kind is KeyKind.DATA:
-            entries[obj.key] = idx.Entry(
-                key=obj.key, size=obj.size, last_modified=idx.format_timestamp(obj.last_modified)
-            )
-        elif kind is KeyKind.UNSAFE:
-            warnings.append(f"unsafe key skipped: {escape_key(obj.key)} ({unsafe_reason(obj.key)})")
-    if namespaces:
-        entries = {k: e for k, e in entries.items() if not in_namespace(k, namespaces)}
-    return Listing(entries=entries, warnings=warnings, namespaces=sorted(namespaces))
+    unsafe: list[str] = []
+    entries, namespaces = select_data(
+        ((obj.key, obj.size, obj) for obj in objects),
+        lambda key, size, obj: idx.Entry(key=key, size=size, last_modified=idx.format_timestamp(obj.last_modified)),
+        unsafe,
+    )
+    warnings = [f"unsafe key skipped: {escape_key(key)} ({unsafe_reason(key)})" for key in unsafe]
+    return Listing(entries=entries, warnings=warnings, namespaces=namespaces)
 
 
 def read_blob(store: ObjectStore) -> Blob | None:

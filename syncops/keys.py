@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 import posixpath
 import re
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 INDEX_KEY = ".datastore-index.json"
 NAMESPACE_MARKER = ".namespace.json"
@@ -26,6 +28,10 @@ ANY_DEPTH_INTERNAL_PREFIX = "_catalog.db-"
 #: C0 controls, DEL and the C1 controls (U+0080-U+009F: NEL, and CSI, which terminals act on).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+T = TypeVar("T")
+X = TypeVar("X")
 
 
 class KeyKind(enum.Enum):
@@ -119,3 +125,29 @@ def in_namespace(key: str, roots: set[str]) -> bool:
             return True
         directory = posixpath.dirname(directory)
     return False
+
+
+def select_data(
+    items: Iterable[tuple[str, int, X]], make: Callable[[str, int, X], T], unsafe: list[str]
+) -> tuple[dict[str, T], list[str]]:
+    """Keep the data keys of a listing or a local walk, as ``make(key, size, item)``.
+
+    Internal files and directory markers are dropped, unsafe keys appended to ``unsafe``, and
+    every subtree holding its own ``.namespace.json`` pruned. Items are consumed as a stream and
+    ``make`` runs for data keys only. Namespace markers can come after objects of their subtree in
+    listing order, so subtrees are pruned at the end. Returns the kept values and the namespaces.
+    """
+    kept: dict[str, T] = {}
+    namespaces: set[str] = set()
+    for key, size, item in items:
+        root = namespace_root(key)
+        if root is not None and unsafe_reason(key) is None:
+            namespaces.add(root)
+        kind = classify(key, size)
+        if kind is KeyKind.DATA:
+            kept[key] = make(key, size, item)
+        elif kind is KeyKind.UNSAFE:
+            unsafe.append(key)
+    if namespaces:
+        kept = {k: v for k, v in kept.items() if not in_namespace(k, namespaces)}
+    return kept, sorted(namespaces)

@@ -16,7 +16,7 @@ from syncops import index as idx
 from syncops.discover import discover, entries_from_listing, read_index
 from syncops.errors import BadInput, ConditionUnsupported, CorruptIndex, NotFound, PreconditionFailed, StoreError
 from syncops.hydrate import DEFAULT_CONCURRENCY, write_local_index
-from syncops.keys import INDEX_KEY, KeyKind, classify, escape_key, in_namespace, namespace_root, unsafe_reason
+from syncops.keys import INDEX_KEY, escape_key, select_data, unsafe_reason
 from syncops.localfs import refuse_overlap, walk_files
 from syncops.progress import NoProgress, Progress
 from syncops.report import Report
@@ -35,18 +35,14 @@ class LocalFile:
 
 def scan_local(source: Path, warnings: list[str]) -> dict[str, LocalFile]:
     """The data files of a local directory, under the same rules a remote listing gets."""
-    files: dict[str, LocalFile] = {}
-    namespaces: set[str] = set()
-    for key, stat in walk_files(source):
-        root = namespace_root(key)
-        if root is not None:
-            namespaces.add(root)
-        kind = classify(key, stat.st_size)
-        if kind is KeyKind.DATA:
-            files[key] = LocalFile(key, stat.st_size, stat.st_mtime)
-        elif kind is KeyKind.UNSAFE:
-            warnings.append(f"unsafe local name skipped: {escape_key(key)} ({unsafe_reason(key)})")
-    return {k: f for k, f in files.items() if not in_namespace(k, namespaces)}
+    unsafe: list[str] = []
+    files, _ = select_data(
+        ((key, stat.st_size, stat) for key, stat in walk_files(source)),
+        lambda key, size, stat: LocalFile(key, size, stat.st_mtime),
+        unsafe,
+    )
+    warnings.extend(f"unsafe local name skipped: {escape_key(key)} ({unsafe_reason(key)})" for key in unsafe)
+    return files
 
 
 def read_local_index(source: Path, warnings: list[str]) -> idx.Index | None:
