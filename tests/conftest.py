@@ -271,7 +271,8 @@ class CliResult:
         return json.loads(self.stdout)
 
 
-def _syncops_command() -> list[str]:
+def syncops_command() -> list[str]:
+    """The installed `syncops` console script (or `python -m syncops`), as a user would run it."""
     script = Path(sys.executable).parent / "syncops"
     return [str(script)] if script.exists() else [sys.executable, "-m", "syncops"]
 
@@ -279,7 +280,7 @@ def _syncops_command() -> list[str]:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
     """Run ``syncops ARGS`` as a separate process, as a user or CI hook would."""
     proc = subprocess.run(
-        [*_syncops_command(), *args],
+        [*syncops_command(), *args],
         env=env if env is not None else clean_environment(),
         capture_output=True,
         text=True,

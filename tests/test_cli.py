@@ -97,11 +97,11 @@ def run_with_terminal_stderr(*args: str) -> tuple[int, str]:
     import pty
     import subprocess
 
-    from tests.conftest import _syncops_command, clean_environment
+    from tests.conftest import clean_environment, syncops_command
 
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [*_syncops_command(), *args],
+        [*syncops_command(), *args],
         stdout=subprocess.PIPE,
         stderr=slave,
         stdin=subprocess.DEVNULL,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,16 +22,11 @@ import pytest
 from syncops import index as idx
 from syncops.localfs import PARTIAL_SUFFIX
 from tests import wire
-from tests.conftest import run_cli
+from tests.conftest import run_cli, syncops_command
 from tests.expect import assert_hydrated, assert_index_after_push, data_files
 from tests.proxy import FORWARD, Fault, Proxy
 
 FILES = {f"data/chunk-{i:02d}.bin": bytes([i]) * (96 * 1024 + i) for i in range(10)}
-
-
-def _syncops() -> list[str]:
-    script = Path(sys.executable).parent / "syncops"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "syncops"]
 
 
 def kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], limit: float = 60) -> None:
@@ -62,7 +56,7 @@ def test_hydrate_killed_half_way_leaves_no_partial_file_and_the_rerun_fetches_on
         slow = proxy.add_fault(Fault(wire.is_object_get(backend), status=FORWARD, times=None, trickle=0.05))
         env = wire.proxied_env(backend, ds.env, proxy)
         proc = subprocess.Popen(
-            [*_syncops(), "hydrate", ds.url, str(target), "--concurrency", "2"],
+            [*syncops_command(), "hydrate", ds.url, str(target), "--concurrency", "2"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -107,7 +101,7 @@ def test_push_killed_half_way_leaves_the_remote_index_valid_and_unchanged(make_d
         proxy.add_fault(Fault(wire.is_write(backend), status=FORWARD, times=None, delay=0.2))
         env = wire.proxied_env(backend, ds.env, proxy)
         proc = subprocess.Popen(
-            [*_syncops(), "push", ds.url, str(source), "--concurrency", "2"],
+            [*syncops_command(), "push", ds.url, str(source), "--concurrency", "2"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

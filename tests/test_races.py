@@ -12,13 +12,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests import wire
-from tests.conftest import BACKENDS, CliResult, Datastore, run_cli
+from tests.conftest import BACKENDS, CliResult, Datastore, run_cli, syncops_command
 from tests.expect import assert_index_after_push, assert_index_is
 from tests.proxy import FORWARD, Fault, Proxy
 
@@ -26,16 +25,15 @@ PEERS = 6
 FILES = {f"data/part-{i:02d}.bin": bytes([i]) * (100 + i) for i in range(12)}
 
 
-def _syncops() -> list[str]:
-    script = Path(sys.executable).parent / "syncops"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "syncops"]
-
-
 def run_at_once(commands: list[list[str]], env: dict[str, str]) -> list[CliResult]:
     """Start every command before waiting for any: separate processes, as separate machines would be."""
     procs = [
         subprocess.Popen(
-            [*_syncops(), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+            [*syncops_command(), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
         )
         for args in commands
     ]
