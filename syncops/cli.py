@@ -1,7 +1,8 @@
 """The ``syncops`` command line: parse, call one engine function, render, map errors to exit codes.
 
 Exit codes (SPEC §4): 0 success; 2 usage or bad input; 3 access denied; 4 remote or network failure
-after retries; 5 verify found problems; 6 corrupt remote index. Human output goes to stderr;
+after retries (or a key that could not be brought); 5 verify found problems; 6 corrupt remote index;
+7 conflicts (listed; nothing lost). Human output goes to stderr;
 ``--json`` prints exactly one JSON object on stdout, errors included.
 """
 
@@ -36,9 +37,43 @@ def _say(text: str) -> None:
     click.echo(text, err=True)
 
 
+#: How many keys of one list a person is shown before "... and N more".
+_SHOW = 20
+
+
+def _render_list(title: str, keys: list[str]) -> None:
+    if not keys:
+        return
+    _say(f"{title} ({len(keys)}):")
+    for key in keys[:_SHOW]:
+        _say(f"  {escape_key(key)}")
+    if len(keys) > _SHOW:
+        _say(f"  ... and {len(keys) - _SHOW} more (--json lists them all)")
+
+
 def _render_human(report: Report) -> None:
-    _say(f"{report.url}: {_STATUS_TEXT.get(report.status, report.status)} ({report.entries} entries)")
-    if report.pulled is not None:
+    status = _STATUS_TEXT.get(report.status, report.status)
+    if report.status == "discovered" and not report.index_written:
+        status = "no index: planned against the listing (nothing published)"
+    _say(f"{report.url}: {status} ({report.entries} entries)")
+    if report.dry_run:
+        _say(
+            "plan (nothing transferred or written): "
+            + ", ".join(
+                f"{count} {what}"
+                for count, what in (
+                    (None if report.to_fetch is None else len(report.to_fetch), "to fetch"),
+                    (None if report.to_upload is None else len(report.to_upload), "to upload"),
+                    (None if report.local_changes is None else len(report.local_changes), "local changes"),
+                    (len(report.conflicts or []), "conflicts"),
+                    (report.stale, "removed remotely"),
+                )
+                if count is not None
+            )
+        )
+        _render_list("to fetch", report.to_fetch or [])
+        _render_list("to upload", report.to_upload or [])
+    if report.pulled is not None and not report.dry_run:
         _say(
             f"hydrate: {report.pulled} pulled, {report.skipped} already present, {report.stale} stale, "
             f"{human_size(report.bytes or 0)} downloaded"
@@ -46,6 +81,14 @@ def _render_human(report: Report) -> None:
     if report.pushed is not None:
         written = "index published" if report.index_written else "index unchanged"
         _say(f"push: {report.pushed} uploaded, {human_size(report.bytes or 0)}; {written}")
+    _render_list("local changes kept (push uploads them)", report.local_changes or [])
+    if report.conflicts:
+        _say(f"conflicts ({len(report.conflicts)}): changed on both sides since the last sync; nothing moved")
+        for item in report.conflicts[:_SHOW]:
+            _say(f"  {escape_key(item['key'])}: local {item['local']}, remote {item['remote']}")
+        if len(report.conflicts) > _SHOW:
+            _say(f"  ... and {len(report.conflicts) - _SHOW} more (--json lists them all)")
+        _say("  resolve with `syncops hydrate --force` (take remote, keep local beside it) or `push --force`")
     for problem in report.problems:
         detail = f" ({problem['detail']})" if problem.get("detail") else ""
         _say(f"problem: {problem.get('kind')}: {escape_key(problem.get('key', ''))}{detail}")
@@ -75,9 +118,8 @@ def _run(command: str, url: str, as_json: bool, action: Callable[[], Report]) ->
         click.echo(json.dumps(report.to_json()))
     else:
         _render_human(report)
-    exit_code = getattr(report, "exit_code", 0)
-    if exit_code:
-        sys.exit(exit_code)
+    if report.exit_code:
+        sys.exit(report.exit_code)
 
 
 def _open(url: str, endpoint_url: str | None, concurrency: int = 32) -> Any:
@@ -155,32 +197,62 @@ def _transfer(
     concurrency: int,
     endpoint_url: str | None,
     as_json: bool,
+    **options: bool,
 ) -> None:
     """Run hydrate or push between URL and DIR with a bounded pool and a progress bar on a terminal."""
 
     def action() -> Report:
         store = _open(url, endpoint_url, concurrency)
-        return engine(store, directory, concurrency=concurrency, progress=_progress(as_json))
+        return engine(store, directory, concurrency=concurrency, progress=_progress(as_json), **options)
 
     _run(command, url, as_json, action)
 
 
+dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan for this direction; write nothing.")
+
+
 @cli.command()
 @transfer_options
-def hydrate(url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool) -> None:
-    """Fill DIR from URL (discovering the index first when the bucket has none)."""
+@click.option(
+    "--force", is_flag=True, help="On a conflict take the remote side; the local file is kept as NAME.conflict-TIME."
+)
+@dry_run_option
+def hydrate(
+    url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool, force: bool, dry_run: bool
+) -> None:
+    """Bring DIR up to date from URL (discovering the index first when the bucket has none)."""
     from syncops.hydrate import hydrate as run
 
-    _transfer("hydrate", run, url, directory, concurrency, endpoint_url, as_json)
+    _transfer("hydrate", run, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
 
 
 @cli.command()
 @transfer_options
-def push(url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool) -> None:
-    """Upload new or changed files from DIR and publish the merged index (never deletes)."""
+@click.option("--force", is_flag=True, help="On a conflict upload the local file over the remote one.")
+@dry_run_option
+def push(
+    url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool, force: bool, dry_run: bool
+) -> None:
+    """Upload files changed in DIR since the last sync and publish the merged index (never deletes)."""
     from syncops.push import push as run
 
-    _transfer("push", run, url, directory, concurrency, endpoint_url, as_json)
+    _transfer("push", run, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
+
+
+@cli.command()
+@click.argument("url")
+@dir_argument
+@endpoint_option
+@json_option
+def status(url: str, directory: Path, endpoint_url: str | None, as_json: bool) -> None:
+    """Print what hydrate and push would do between URL and DIR; writes nothing anywhere."""
+
+    def action() -> Report:
+        from syncops.status import status as run
+
+        return run(_open(url, endpoint_url), directory)
+
+    _run("status", url, as_json, action)
 
 
 @cli.command()

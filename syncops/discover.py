@@ -86,7 +86,9 @@ def _adopt(store: ObjectStore, warnings: list[str]) -> Discovery:
     return Discovery(ADOPTED, index, blob.token, index_written=False, warnings=warnings)
 
 
-def publish(store: ObjectStore, index: idx.Index, token: str | None, warnings: list[str], status: str) -> Discovery:
+def publish_index(
+    store: ObjectStore, index: idx.Index, token: str | None, warnings: list[str], status: str
+) -> Discovery:
     """Publish an index built from a listing: create-only when ``token`` is None, else over ``token``.
 
     Create-only (discovery): a lost race means another peer published first, and its index is
@@ -110,8 +112,12 @@ def publish(store: ObjectStore, index: idx.Index, token: str | None, warnings: l
     return Discovery(status, index, new_token, index_written=True, warnings=warnings)
 
 
-def discover(store: ObjectStore, *, rebuild: bool = False) -> Discovery:
-    """Make the remote index valid (SPEC §3), or with ``rebuild`` replace it from a listing."""
+def discover(store: ObjectStore, *, rebuild: bool = False, publish: bool = True) -> Discovery:
+    """Make the remote index valid (SPEC §3), or with ``rebuild`` replace it from a listing.
+
+    ``publish=False`` (status, ``--dry-run``) builds the index a discovery would publish and writes
+    nothing: the outcome says ``discovered`` with ``index_written`` false.
+    """
     blob: Blob | None = None
     if rebuild:
         blob = read_blob(store)
@@ -125,4 +131,6 @@ def discover(store: ObjectStore, *, rebuild: bool = False) -> Discovery:
     if not rebuild and not listing.entries:
         return Discovery(EMPTY, index, None, warnings=listing.warnings)
     status = REBUILT if rebuild else DISCOVERED
-    return publish(store, index, blob.token if blob else None, listing.warnings, status)
+    if not publish:
+        return Discovery(status, index, None, index_written=False, warnings=listing.warnings)
+    return publish_index(store, index, blob.token if blob else None, listing.warnings, status)

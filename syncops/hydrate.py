@@ -1,50 +1,85 @@
-"""Initial hydration (SPEC §3 "hydrate"): fill a local cache from the datastore.
+"""hydrate (SPEC §3): bring a local directory up to date with the datastore.
 
-Discovery first, so an unindexed bucket still hydrates. Then every entry whose local file is
-missing or of another size is downloaded by a bounded pool, each into a temp file beside its final
-path, fsynced and renamed, so a killed hydrate never leaves a partial file where data is expected
-and a rerun fetches only what is missing. Hydrate never writes the remote index.
+Discovery first, so an unindexed bucket still hydrates. The planner (:mod:`syncops.plan`) compares
+the base, the local files and the remote index: what changed only remotely is downloaded, what
+changed only locally is kept and reported, what changed on both sides is a conflict (kept, exit 7).
+Each download streams into a temp file beside its final path, is checked against the entry's sha256
+while it streams (and against the store's own checksum), fsynced and renamed, so a wrong or partial
+body never reaches the final path. hydrate never writes the remote index.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
 from syncops import index as idx
 from syncops.discover import Discovery, discover
 from syncops.errors import BadInput, NotFound, StoreError
-from syncops.keys import INDEX_KEY, escape_key, unsafe_reason
-from syncops.localfs import fsync_directory, refuse_overlap, safe_join, write_atomically
+from syncops.keys import escape_key
+from syncops.localfs import NotRegularFile, open_parent, write_under
+from syncops.plan import Action
 from syncops.progress import NoProgress, Progress
 from syncops.report import Report
 from syncops.stores.base import ObjectStore
+from syncops.workdir import (
+    CONFLICT_EXIT,
+    DEFAULT_CONCURRENCY,
+    BaseUpdate,
+    plan_report,
+    refuse_overlap,
+    survey,
+    write_base,
+)
 
-DEFAULT_CONCURRENCY = 32
 #: Bytes of one file written between data syncs while it downloads.
 SYNC_EVERY = 16 * 1024 * 1024
+#: Whole downloads of one object whose bytes do not match its sha256 before that key fails.
+CONTENT_ATTEMPTS = 3
+#: Exit code of a hydrate that finished but could not bring every key (SPEC §4: 4).
+KEY_FAILURE_EXIT = 4
+
+#: errnos that say "this filesystem cannot hold this key", never "the disk is broken".
+_KEY_ERRNOS = {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ELOOP, errno.EILSEQ, errno.EINVAL}
+
+
+class ContentMismatch(Exception):
+    """The bytes read do not hash to the entry's sha256."""
 
 
 @dataclass
-class _Outcome:
+class Fetched:
     entry: idx.Entry
-    written: int | None  # bytes downloaded; None when the object had vanished (stale)
+    written: int | None  # None when the object had vanished (stale)
+    token: str = ""
+    sha256: str = ""
+    mtime_ns: int = 0
+    problem: str | None = None  # why this key could not be brought (the other keys go on)
 
 
-class _CountingWriter:
-    """Feeds the progress bar as bytes land, without a second buffer."""
+class _VerifyingWriter:
+    """Hashes bytes as they land and feeds the progress bar; a rewind (a retried read) starts over
+    and takes back the bytes it had reported, so the bar never overshoots."""
 
     def __init__(self, out: BinaryIO, progress: Progress) -> None:
         self._out = out
         self._progress = progress
+        self._start = out.tell()
+        self._sha = hashlib.sha256()
+        self._counted = 0
         self._unsynced = 0
 
     def write(self, chunk: bytes) -> int:
         self._progress.advance(len(chunk))
+        self._counted += len(chunk)
+        self._sha.update(chunk)
         written = self._out.write(chunk)
         self._unsynced += len(chunk)
         if self._unsynced >= SYNC_EVERY:
@@ -55,99 +90,115 @@ class _CountingWriter:
             self._unsynced = 0
         return written
 
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self._out.seek(offset, whence)
+        if position == self._start:
+            self.restart()
+        return position
+
+    def restart(self) -> None:
+        self._progress.advance(-self._counted)
+        self._counted = 0
+        self._sha = hashlib.sha256()
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
     def __getattr__(self, name: str) -> object:
         return getattr(self._out, name)
 
 
-class _SafePaths:
-    """:func:`safe_join` for one hydrate run, resolving each directory's realpath once.
-
-    safe_join resolves the root and the parent directory (an lstat per path component) to refuse
-    symlinks out of the target; per file, that was most of hydrate's system calls, and every call
-    releases and retakes the GIL. The parent's realpath is the same for every key in a directory,
-    so the full check runs for the first key of each directory; the others get the per-key checks
-    (key safety, the file itself not a symlink), or the full check again when either fails.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.absolute()  # and no getcwd per file
-        self._checked: set[str] = set()
-
-    def __call__(self, key: str) -> Path:
-        directory = key.rpartition("/")[0]
-        if directory in self._checked and unsafe_reason(key) is None:
-            path = self.root.joinpath(*key.split("/"))
-            if not path.is_symlink():
-                return path
-        path = safe_join(self.root, key)
-        self._checked.add(directory)
-        return path
-
-
-def _plan(index: idx.Index, paths: _SafePaths, warnings: list[str]) -> tuple[list[idx.Entry], list[idx.Entry]]:
-    """Split the index's data entries into (to download, already present with the same size)."""
-    for key, kind in index.suspicious_entries():
-        warnings.append(f"index entry {escape_key(key)} is {kind.value}, not data: not hydrated")
-    wanted: list[idx.Entry] = []
-    present: list[idx.Entry] = []
-    for entry in index.data_entries():
-        try:
-            path = paths(entry.key)
-        except BadInput as exc:
-            warnings.append(str(exc))
-            continue
-        try:
-            same = path.stat().st_size == entry.size and path.is_file()
-        except OSError:  # missing, or a parent is a file: fetch, and let the write report it
-            same = False
-        (present if same else wanted).append(entry)
-    return wanted, present
-
-
-def _fetch(store: ObjectStore, paths: _SafePaths, entry: idx.Entry, progress: Progress) -> _Outcome:
-    path = paths(entry.key)
-    if path.is_dir():
-        raise StoreError(f"cannot write {path}: a directory of that name exists (key {escape_key(entry.key)})")
-
+def _mtime_ns(entry: idx.Entry) -> int | None:
+    """The local mtime a hydrated file gets: the entry's ``lastModified``, exact to the millisecond."""
     try:
-        written = write_atomically(
-            path,
-            lambda out: store.download(entry.key, _CountingWriter(out, progress)),  # type: ignore[arg-type]
-            mtime=entry.last_modified_epoch,
-        )
-    except NotFound:
-        return _Outcome(entry, None)
-    except OSError as exc:
-        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return _Outcome(entry, written)
+        ns = idx.millis_of(entry.last_modified) * 1_000_000
+    except (ValueError, OverflowError):
+        return None
+    return ns if 0 <= ns < 2**63 else None
+
+
+def _fetch(store: ObjectStore, target: Path, entry: idx.Entry, progress: Progress) -> Fetched:
+    """Download one entry to its path, verified; per-key trouble comes back as ``problem``."""
+    expected = entry.content_sha256
+    for _ in range(CONTENT_ATTEMPTS):
+        writer: _VerifyingWriter | None = None
+
+        def fill(out: BinaryIO) -> tuple[int, str, str]:
+            nonlocal writer
+            writer = _VerifyingWriter(out, progress)
+            got = store.download(entry.key, writer)  # type: ignore[arg-type]
+            digest = writer.hexdigest()
+            if expected is not None and digest != expected:
+                raise ContentMismatch
+            return got.size, got.token, digest
+
+        try:
+            (size, token, digest), info = write_under(target, entry.key, fill, mtime_ns=_mtime_ns(entry))
+        except ContentMismatch:
+            if writer is not None:
+                writer.restart()
+            continue
+        except NotFound:
+            return Fetched(entry, None)
+        except NotRegularFile as exc:
+            return Fetched(entry, 0, problem=f"cannot hold {escape_key(entry.key)} here: {exc.strerror}")
+        except OSError as exc:
+            if exc.errno in _KEY_ERRNOS:
+                reason = exc.strerror or str(exc)
+                return Fetched(entry, 0, problem=f"cannot hold {escape_key(entry.key)} here: {reason}")
+            raise StoreError(f"cannot write {target / entry.key}: {exc.strerror or exc}") from None
+        return Fetched(entry, size, token, digest, info.st_mtime_ns)
+    return Fetched(
+        entry,
+        0,
+        problem=(
+            f"{escape_key(entry.key)}: the downloaded bytes do not match the index's sha256 in "
+            f"{CONTENT_ATTEMPTS} downloads; nothing written"
+        ),
+    )
 
 
 def _run_pool(
-    store: ObjectStore, paths: _SafePaths, entries: list[idx.Entry], concurrency: int, progress: Progress
-) -> Iterator[_Outcome]:
-    """Download with at most ``concurrency`` requests in flight; stop at the first hard failure.
-
-    Submission is bounded too (twice the pool), so a million-entry index does not become a million
-    futures at once.
-    """
+    store: ObjectStore, target: Path, entries: list[idx.Entry], concurrency: int, progress: Progress
+) -> Iterator[Fetched]:
+    """Download with at most ``concurrency`` requests in flight, refilling as each one finishes;
+    a hard failure (network, disk) stops the run. Submission is bounded (twice the pool), so a
+    million-entry plan does not become a million futures at once."""
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="syncops-hydrate") as pool:
-        pending: set[Future[_Outcome]] = set()
+        pending: set[Future[Fetched]] = set()
         queue = iter(entries)
         try:
             for entry in queue:
-                pending.add(pool.submit(_fetch, store, paths, entry, progress))
+                pending.add(pool.submit(_fetch, store, target, entry, progress))
                 if len(pending) >= 2 * concurrency:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         yield future.result()
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
         except BaseException:
             for future in pending:
                 future.cancel()
             raise
+
+
+def _set_aside(target: Path, key: str) -> str:
+    """Rename the local file of a conflicting key to ``<name>.conflict-<UTC timestamp>`` (kept, not lost)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    with open_parent(target, key) as (parent, name):
+        candidate = f"{name}.conflict-{stamp}"
+        number = 1
+        while True:
+            try:
+                os.stat(candidate, dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                break
+            number += 1
+            candidate = f"{name}.conflict-{stamp}-{number}"
+        os.rename(name, candidate, src_dir_fd=parent, dst_dir_fd=parent)
+    return key.rpartition("/")[0] + ("/" if "/" in key else "") + candidate
 
 
 def hydrate(
@@ -157,14 +208,23 @@ def hydrate(
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Progress | None = None,
     discovery: Discovery | None = None,
+    force: bool = False,
+    dry_run: bool = False,
 ) -> Report:
-    """Discover, then download what is missing into ``target``; returns the command's report."""
+    """Discover, then bring ``target`` up to date by the three-way plan; returns the command's report."""
     if concurrency < 1:
         raise BadInput(f"--concurrency must be at least 1, not {concurrency}")
     refuse_overlap(store.url, target)
     progress = progress or NoProgress()
-    discovery = discovery or discover(store)
+    discovery = discovery or discover(store, publish=not dry_run)
     warnings = list(discovery.warnings)
+    if dry_run:
+        if target.exists() and not target.is_dir():
+            raise BadInput(f"target {target} is not a directory")
+        seen = survey(store.url, target, discovery.index, warnings)
+        report = plan_report(store.url, discovery, seen, warnings)
+        report.to_upload = None  # one direction: hydrate's
+        return report
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -172,14 +232,31 @@ def hydrate(
     if not target.is_dir():
         raise BadInput(f"target {target} is not a directory")
 
-    paths = _SafePaths(target)
-    wanted, present = _plan(discovery.index, paths, warnings)
+    seen = survey(store.url, target, discovery.index, warnings)
+    plan = seen.plan
+    base = BaseUpdate(seen)
+    conflicts = plan.keys("hydrate", Action.CONFLICT)
+    fetch = plan.keys("hydrate", Action.FETCH)
+    if force:
+        for key in conflicts:
+            warnings.append(f"{escape_key(key)}: conflict, remote taken; local file kept as {_set_aside(target, key)}")
+        fetch = sorted([*fetch, *conflicts])
+        conflicts = []
+    for key in plan.keys("hydrate", Action.ADOPT):
+        base.adopt(seen, key)
+    for key in plan.keys("hydrate", Action.FORGET):
+        base.forget(key)
+
+    wanted = [seen.remote[k] for k in fetch]
     pulled = stale = nbytes = 0
-    local_entries: list[idx.Entry] = list(present)
+    problems: list[dict[str, str]] = []
     progress.start("hydrating", len(wanted), sum(e.size for e in wanted))
     try:
-        for outcome in _run_pool(store, paths, wanted, concurrency, progress):
+        for outcome in _run_pool(store, target, wanted, concurrency, progress):
             entry = outcome.entry
+            if outcome.problem is not None:
+                problems.append({"kind": "not-hydrated", "key": entry.key, "detail": outcome.problem})
+                continue
             if outcome.written is None:
                 stale += 1
                 warnings.append(f"stale index entry {escape_key(entry.key)}: the object is gone")
@@ -191,41 +268,25 @@ def hydrate(
                     f"{escape_key(entry.key)}: index says {entry.size} bytes, object has {outcome.written}; "
                     "run `syncops verify --repair`"
                 )
-                entry = idx.Entry(entry.key, outcome.written, entry.last_modified, sha256=None, extra=entry.extra)
-            local_entries.append(entry)
+                entry = idx.Entry(entry.key, outcome.written, entry.last_modified, extra=entry.extra)
+            base.record(entry, version=outcome.token, sha256=outcome.sha256, mtime_ns=outcome.mtime_ns)
     finally:
         progress.stop()
 
-    _write_local_index(target, local_entries, discovery.index)
+    write_base(target, store.url, base.entries(), discovery.index)
+    conflict_items = [plan.decisions[k].conflict() for k in conflicts]
     return Report(
         url=str(store.url),
         status=discovery.status,
         entries=len(discovery.index),
         index_written=discovery.index_written,
         pulled=pulled,
-        skipped=len(present),
+        skipped=len(seen.remote) - len(wanted),
         stale=stale,
         bytes=nbytes,
+        local_changes=plan.keys("hydrate", Action.KEEP_LOCAL),
+        conflicts=conflict_items,
+        problems=problems,
         warnings=warnings,
+        exit_code=KEY_FAILURE_EXIT if problems else (CONFLICT_EXIT if conflict_items else 0),
     )
-
-
-def local_mtime_of(path: Path) -> str:
-    return idx.timestamp_from_epoch(os.stat(path).st_mtime)
-
-
-def _write_local_index(target: Path, entries: list[idx.Entry], remote: idx.Index) -> None:
-    """The local copy: what is on disk now, with each file's ``localMtime``."""
-    local = idx.Index(last_pulled=idx.now_timestamp(), extra=dict(remote.extra))
-    for entry in entries:
-        # Keys were checked by safe_join when planned and again when fetched; a plain join here
-        # spares a realpath per file (measurable at thousands of files).
-        mtime = local_mtime_of(target.joinpath(*entry.key.split("/")))
-        local.entries[entry.key] = replace(entry, local_mtime=mtime, extra=dict(entry.extra))
-    write_local_index(target, local)
-
-
-def write_local_index(directory: Path, index: idx.Index) -> None:
-    """Write ``directory/.datastore-index.json`` atomically (streamed, fsynced, renamed, dir synced)."""
-    write_atomically(directory / INDEX_KEY, lambda out: out.writelines(idx.stream(index)))
-    fsync_directory(directory)

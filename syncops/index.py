@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from json.encoder import encode_basestring  # what json.dumps(str, ensure_ascii=False) uses
 from typing import Any
 
@@ -21,7 +22,10 @@ from syncops.keys import KeyKind, classify, escape_key
 VERSION = 1
 
 #: Entry fields in the order they are written; anything else follows, sorted.
-_KNOWN_ENTRY_FIELDS = ("key", "size", "lastModified", "localMtime", "sha256")
+_KNOWN_ENTRY_FIELDS = ("key", "size", "lastModified", "localMtime", "sha256", "remoteVersion")
+#: What a ``sha256`` field must look like to be used as a content identity.
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -41,6 +45,16 @@ def timestamp_from_epoch(seconds: float) -> str:
     return format_timestamp(datetime.fromtimestamp(seconds, tz=timezone.utc))
 
 
+def timestamp_from_millis(millis: int) -> str:
+    """The timestamp of a whole number of milliseconds since the epoch (exact: no float on the way)."""
+    return format_timestamp(_EPOCH + timedelta(milliseconds=millis))
+
+
+def millis_of(text: str) -> int:
+    """Milliseconds since the epoch of an index timestamp, exactly; ValueError when it does not parse."""
+    return (parse_timestamp(text) - _EPOCH) // timedelta(milliseconds=1)
+
+
 def parse_timestamp(text: str) -> datetime:
     """Parse an index timestamp; raises ValueError for anything that is not ISO-8601."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
@@ -55,7 +69,13 @@ def now_timestamp() -> str:
 
 @dataclass(slots=True)  # a million-entry index holds a million of these
 class Entry:
-    """One data object: its key relative to the prefix, byte size and last modification time."""
+    """One data object: its key relative to the prefix, byte size and last modification time.
+
+    In a local index (the *base* of SPEC §3) an entry also records the local file as it was when
+    it was last synced (``local_mtime``) and the object's version token (``version``: S3 ETag, GCS
+    generation, a ``file://`` content digest), written as ``remoteVersion``; neither is ever
+    published to the remote index.
+    """
 
     key: str
     size: int
@@ -63,20 +83,39 @@ class Entry:
     local_mtime: str | None = None
     sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None
 
     def to_json(self, *, with_local: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key, "size": self.size, "lastModified": self.last_modified}
-        if with_local and self.local_mtime is not None:
+        if self.local_mtime is not None:
             out["localMtime"] = self.local_mtime
         if self.sha256 is not None:
             out["sha256"] = self.sha256
+        if with_local and self.version is not None:
+            out["remoteVersion"] = self.version
         for name in sorted(self.extra):
-            out[name] = self.extra[name]
+            out.setdefault(name, self.extra[name])  # a malformed known field never hides a good one
         return out
 
     @property
     def last_modified_epoch(self) -> float:
         return parse_timestamp(self.last_modified).timestamp()
+
+    @property
+    def content_sha256(self) -> str | None:
+        """The entry's ``sha256`` when it is a well-formed digest (lowercase hex), else None."""
+        digest = self.sha256
+        return digest if digest is not None and _SHA256.fullmatch(digest) else None
+
+    @property
+    def local_millis(self) -> int | None:
+        """``localMtime`` in whole milliseconds, or None when absent or unreadable."""
+        if self.local_mtime is None:
+            return None
+        try:
+            return millis_of(self.local_mtime)
+        except (ValueError, OverflowError):
+            return None
 
 
 @dataclass
@@ -123,16 +162,25 @@ def _entry_from_json(name: str, raw: Any, where: str) -> Entry:
         raise CorruptIndex(
             f"{where}: entry {escape_key(name)} has lastModified {last_modified!r}, not ISO-8601"
         ) from None
-    local_mtime = raw.get("localMtime")
-    sha256 = raw.get("sha256")
+    # Optional fields of another type than ours are kept verbatim (as unknown fields), never dropped.
+    typed = {
+        "localMtime": raw.get("localMtime"),
+        "sha256": raw.get("sha256"),
+        "remoteVersion": raw.get("remoteVersion"),
+    }
     extra = {k: v for k, v in raw.items() if k not in _KNOWN_ENTRY_FIELDS}
+    for field_name, value in typed.items():
+        if value is not None and not isinstance(value, str):
+            extra[field_name] = value
+    text = {field_name: value if isinstance(value, str) else None for field_name, value in typed.items()}
     return Entry(
         key=name,
         size=size,
         last_modified=last_modified,
-        local_mtime=local_mtime if isinstance(local_mtime, str) else None,
-        sha256=sha256 if isinstance(sha256, str) else None,
+        local_mtime=text["localMtime"],
+        sha256=text["sha256"],
         extra=extra,
+        version=text["remoteVersion"],
     )
 
 
@@ -166,10 +214,12 @@ def _entry_text(entry: Entry, with_local: bool) -> str:
         return json.dumps(entry.to_json(with_local=with_local), ensure_ascii=False)
     text = f'{{"key": {encode_basestring(entry.key)}, "size": {entry.size}, "lastModified": '
     text += encode_basestring(entry.last_modified)
-    if with_local and entry.local_mtime is not None:
+    if entry.local_mtime is not None:
         text += ', "localMtime": ' + encode_basestring(entry.local_mtime)
     if entry.sha256 is not None:
         text += ', "sha256": ' + encode_basestring(entry.sha256)
+    if with_local and entry.version is not None:
+        text += ', "remoteVersion": ' + encode_basestring(entry.version)
     return text + "}"
 
 
@@ -243,13 +293,6 @@ def merge(base: Index, changes: Mapping[str, Entry], *, last_pulled: str | None 
     for key, entry in changes.items():
         previous = merged.get(key)
         if previous is not None:
-            entry = Entry(
-                key=entry.key,
-                size=entry.size,
-                last_modified=entry.last_modified,
-                local_mtime=entry.local_mtime,
-                sha256=entry.sha256,
-                extra={**previous.extra, **entry.extra},
-            )
+            entry = replace(entry, extra={**previous.extra, **entry.extra})
         merged[key] = entry
     return Index(entries=merged, last_pulled=last_pulled or base.last_pulled, extra=dict(base.extra))

@@ -1,30 +1,53 @@
 """Local files done safely: paths that cannot leave their root, and atomic writes.
 
-Used by hydrate (the cache directory), push (walking it) and the ``file://`` backend. A file at
-its final path is always complete: bytes go to a temp file in the same directory, are fsynced,
-and only then renamed into place.
+Used by the local side of a sync (:mod:`syncops.workdir`) and by the ``file://`` backend. Two rules:
+
+* **Nothing is resolved twice.** A path under a root is reached by opening each directory in turn
+  with ``O_NOFOLLOW`` relative to the one before (``dir_fd``), so a directory swapped for a symlink
+  between a check and a use can never lead outside the root; files are opened with ``O_NOFOLLOW``
+  and ``O_NONBLOCK`` and checked with ``fstat`` to be regular files (a FIFO never hangs a read).
+* **A file at its final path is always complete.** Bytes go to a temp file in the same directory,
+  are fsynced, and only then renamed into place. Files are created with mode 0666 under the
+  process's umask, like any other tool's.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
+import itertools
 import os
-import tempfile
+import stat
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from syncops.errors import BadInput
 from syncops.keys import escape_key, unsafe_reason
-from syncops.stores.base import DatastoreUrl
 
 #: Temp files carry this suffix; walks skip them so a killed transfer is never taken for data.
 PARTIAL_SUFFIX = ".syncops-partial"
+#: Bytes per read when hashing or copying a file.
+CHUNK = 1 << 20
 
 T = TypeVar("T")
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_temp_names = itertools.count()
+
+
+class NotRegularFile(OSError):
+    """A path that should be a regular file is a symlink, a FIFO, a device or a directory."""
+
 
 def safe_join(root: Path, key: str) -> Path:
-    """The path of ``key`` under ``root``; refuses any key or symlink that would lead outside it."""
+    """The path of ``key`` under ``root``; refuses any key or symlink that would lead outside it.
+
+    For messages and for callers that only look (``stat``); every read or write goes through
+    :func:`open_parent`, which cannot be fooled by a swap after this check.
+    """
     reason = unsafe_reason(key)
     if reason is not None:
         raise BadInput(f"unsafe key {escape_key(key)} ({reason}): not written")
@@ -38,40 +61,217 @@ def safe_join(root: Path, key: str) -> Path:
     return path
 
 
-def refuse_overlap(url: DatastoreUrl, directory: Path) -> None:
-    """A ``file://`` datastore and a local directory must not contain each other.
+def paths_overlap(first: str | Path, second: str | Path) -> bool:
+    """True when one of two directories is, or lies inside, the other (after resolving links)."""
+    a = os.path.realpath(first)
+    b = os.path.realpath(second)
+    if a == b:
+        return True
+    a_dir = a if a.endswith(os.sep) else a + os.sep
+    b_dir = b if b.endswith(os.sep) else b + os.sep
+    return a.startswith(b_dir) or b.startswith(a_dir)
 
-    Hydrating into the datastore's own root would replace its index with the local copy, and a
-    cache inside the root would turn the hydrated copies into data of the datastore.
+
+@contextmanager
+def open_parent(root: Path, key: str, *, create: bool = False) -> Iterator[tuple[int, str]]:
+    """The directory that holds ``key`` under ``root``, as an open descriptor, and the key's basename.
+
+    Every directory on the way is opened with ``O_NOFOLLOW`` relative to its parent, so a symlink
+    anywhere below ``root`` (there from the start, or swapped in while syncops runs) fails the open
+    instead of being followed. ``create`` makes missing directories (mode 0777 under the umask).
     """
-    if url.scheme != "file":
-        return
-    root = os.path.realpath(url.bucket)
-    local = os.path.realpath(directory)
-    if local == root or local.startswith(root + os.sep) or root.startswith(local + os.sep):
-        raise BadInput(f"{directory} and the datastore {url} overlap: use a directory outside the datastore")
+    reason = unsafe_reason(key)
+    if reason is not None:
+        raise BadInput(f"unsafe key {escape_key(key)} ({reason})")
+    *directories, name = key.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for directory in directories:
+            try:
+                child = os.open(directory, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(directory, 0o777, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                child = os.open(directory, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    link = stat.S_ISLNK(os.stat(directory, dir_fd=fd, follow_symlinks=False).st_mode)
+                    what = "a symlink (never followed)" if link else "not a directory"
+                    raise NotRegularFile(exc.errno, f"{directory} is {what}") from None
+                raise
+            os.close(fd)
+            fd = child
+        yield fd, name
+    finally:
+        os.close(fd)
+
+
+def open_regular(name: str, *, dir_fd: int | None = None) -> tuple[int, os.stat_result]:
+    """Open a regular file for reading without following a symlink or blocking on a FIFO.
+
+    Returns the descriptor and its ``fstat``; raises :class:`NotRegularFile` for anything else.
+    """
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFile(exc.errno, "is a symlink", name) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(errno.EINVAL, "is not a regular file", name)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+@contextmanager
+def open_file_under(root: Path, key: str) -> Iterator[tuple[int, os.stat_result]]:
+    """``key`` under ``root`` opened for reading, safely (see :func:`open_parent`, :func:`open_regular`)."""
+    with open_parent(root, key) as (parent, name):
+        fd, info = open_regular(name, dir_fd=parent)
+    try:
+        yield fd, info
+    finally:
+        os.close(fd)
+
+
+class HashingReader:
+    """A file-like view of the first ``size`` bytes of a descriptor that hashes what is read.
+
+    SDKs read an upload body more than once (to sign it, to send it, to retry); each byte position
+    is hashed once, in order, so ``sha256`` is the digest of the bytes sent, computed in the same
+    pass that reads them. A file that shrank under the reader fails the read rather than sending a
+    short body; bytes appended after ``size`` are not part of the upload.
+    """
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
+        self._size = size
+        self._pos = 0
+        self._hashed = 0
+        self._sha = hashlib.sha256()
+
+    def read(self, count: int | None = -1) -> bytes:
+        if count is None or count < 0:
+            count = self._size - self._pos
+        count = min(count, self._size - self._pos)
+        if count <= 0:
+            return b""
+        data = os.pread(self._fd, count, self._pos)
+        if not data:
+            raise OSError(errno.EIO, "the file shrank while it was being uploaded")
+        start, end = self._pos, self._pos + len(data)
+        if start <= self._hashed < end:
+            self._sha.update(memoryview(data)[self._hashed - start :])
+            self._hashed = end
+        self._pos = end
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        self._pos = max(0, min(self._size, base + offset))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def sha256(self) -> str:
+        """The digest of all ``size`` bytes; reads whatever the uploader did not (nothing, normally)."""
+        while self._hashed < self._size:
+            self.seek(self._hashed)
+            self.read(CHUNK)
+        return self._sha.hexdigest()
+
+
+def file_digests(fd: int) -> tuple[str, str]:
+    """sha256 and md5 of an open file's content (hex), in one pass."""
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    offset = 0
+    while True:
+        data = os.pread(fd, CHUNK, offset)
+        if not data:
+            return sha.hexdigest(), md5.hexdigest()
+        sha.update(data)
+        md5.update(data)
+        offset += len(data)
+
+
+def _create_temp(parent: int) -> tuple[int, str]:
+    """A new temp file in directory ``parent``: a short name of its own (a key's basename may be near
+    the 255-byte limit), no random generator, mode 0666 under the umask."""
+    while True:
+        name = f".{os.getpid()}-{next(_temp_names)}{PARTIAL_SUFFIX}"
+        try:
+            fd = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=parent
+            )
+        except FileExistsError:
+            continue
+        return fd, name
+
+
+def write_under(
+    root: Path, key: str, fill: Callable[[BinaryIO], T], *, mtime_ns: int | None = None
+) -> tuple[T, os.stat_result]:
+    """Create ``key`` under ``root`` whole or not at all: temp file beside it, fsync, rename.
+
+    The directory is reached through :func:`open_parent` (missing ones created), so no symlink can
+    redirect the write, and the rename happens in that very directory. A directory or a symlink at
+    the final name is refused (:class:`NotRegularFile`), never replaced. Returns ``fill``'s result and
+    the stat of the file as renamed into place.
+    """
+    with open_parent(root, key, create=True) as (parent, name):
+        try:
+            existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            raise NotRegularFile(errno.EEXIST, "a directory or special file of that name is in the way", key)
+        fd, temp = _create_temp(parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                result = fill(out)
+                out.flush()
+                os.fsync(out.fileno())
+                if mtime_ns is not None:
+                    os.utime(out.fileno(), ns=(mtime_ns, mtime_ns))
+                info = os.fstat(out.fileno())
+            os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            try:
+                os.unlink(temp, dir_fd=parent)
+            except FileNotFoundError:
+                pass
+            raise
+    return result, info
 
 
 def write_atomically(path: Path, fill: Callable[[BinaryIO], T], *, mtime: float | None = None) -> T:
-    """Create ``path`` whole or not at all: temp file beside it, fsync, optional mtime, rename."""
+    """Create ``path`` whole or not at all (see :func:`write_under`; ``path``'s directory is trusted)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A short name of its own: a key's basename may already be near the 255-byte limit.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=PARTIAL_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            result = fill(out)
-            out.flush()
-            os.fsync(out.fileno())
-        if mtime is not None:
-            os.utime(tmp_name, (mtime, mtime))
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    return result
+    ns = None if mtime is None else int(mtime * 1_000_000_000)
+    return write_under(path.parent, path.name, fill, mtime_ns=ns)[0]
 
 
 def fsync_directory(path: Path) -> None:
@@ -95,15 +295,18 @@ def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
         try:
             with os.scandir(directory) as scan:
                 children = sorted(scan, key=lambda e: e.name)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
         subdirs = []
         for child in children:
             key = f"{rel}{child.name}"
-            if child.is_symlink():
-                continue
-            if child.is_dir(follow_symlinks=False):
-                subdirs.append((key + "/", child.path))
-            elif child.is_file(follow_symlinks=False) and not child.name.endswith(PARTIAL_SUFFIX):
-                yield key, child.stat(follow_symlinks=False)
+            try:
+                if child.is_symlink():
+                    continue
+                if child.is_dir(follow_symlinks=False):
+                    subdirs.append((key + "/", child.path))
+                elif child.is_file(follow_symlinks=False) and not child.name.endswith(PARTIAL_SUFFIX):
+                    yield key, child.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # vanished between the listing and the look
         stack.extend(reversed(subdirs))

@@ -1,71 +1,55 @@
-"""push (SPEC §3): upload new or changed local files and publish the merged index.
+"""push (SPEC §3): upload the local changes and publish the merged index.
 
-Discovery first, so a bucket that holds data but no index keeps every remote entry. The index is
-written with an optimistic-concurrency condition on the version that was read; on a lost race the
-current index is re-read and merged again, so two peers pushing different files lose no entry.
+Discovery first, so a bucket that holds data but no index keeps every remote entry. The planner
+(:mod:`syncops.plan`) says what changed locally since the base; only that is uploaded, and each data
+object is written **on the version in the base** (S3 ``If-Match`` / ``If-None-Match: *``, GCS
+``ifGenerationMatch``), so an untouched stale copy never overwrites newer data and two peers pushing
+one key cannot interleave: the loser gets 412 and reports a conflict. Files are opened without
+following links and hashed in the pass that uploads them; the entry records the bytes sent. The index
+is then written with an optimistic-concurrency condition, re-read and re-merged on a lost race.
 push never deletes remote objects.
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from syncops import index as idx
 from syncops.discover import discover, entries_from_listing, read_index
-from syncops.errors import BadInput, ConditionUnsupported, CorruptIndex, NotFound, PreconditionFailed, StoreError
-from syncops.hydrate import DEFAULT_CONCURRENCY, write_local_index
-from syncops.keys import INDEX_KEY, escape_key, select_data, unsafe_reason
-from syncops.localfs import refuse_overlap, walk_files
+from syncops.errors import BadInput, ConditionUnsupported, NotFound, PreconditionFailed, StoreError
+from syncops.keys import INDEX_KEY, escape_key
+from syncops.localfs import HashingReader, NotRegularFile, open_file_under
+from syncops.plan import Action, Change
 from syncops.progress import NoProgress, Progress
 from syncops.report import Report
 from syncops.stores.base import ObjectStore
+from syncops.workdir import (
+    CONFLICT_EXIT,
+    DEFAULT_CONCURRENCY,
+    BaseUpdate,
+    Survey,
+    local_digests,
+    plan_report,
+    refuse_overlap,
+    survey,
+    write_base,
+)
 
 #: Lost index races to absorb before giving up (each one re-reads and re-merges).
 MAX_INDEX_ATTEMPTS = 10
 
 
-@dataclass(frozen=True)
-class LocalFile:
+@dataclass
+class _Uploaded:
     key: str
-    size: int
-    mtime: float
-
-
-def scan_local(source: Path, warnings: list[str]) -> dict[str, LocalFile]:
-    """The data files of a local directory, under the same rules a remote listing gets."""
-    unsafe: list[str] = []
-    files, _ = select_data(
-        ((key, stat.st_size, stat) for key, stat in walk_files(source)),
-        lambda key, size, stat: LocalFile(key, size, stat.st_mtime),
-        unsafe,
-    )
-    warnings.extend(f"unsafe local name skipped: {escape_key(key)} ({unsafe_reason(key)})" for key in unsafe)
-    return files
-
-
-def read_local_index(source: Path, warnings: list[str]) -> idx.Index | None:
-    path = source / INDEX_KEY
-    try:
-        return idx.parse(path.read_bytes(), where=str(path))
-    except FileNotFoundError:
-        return None
-    except CorruptIndex as exc:
-        warnings.append(f"local index ignored: {exc}")
-        return None
-
-
-def _millis(epoch: float) -> int:
-    return int(epoch * 1000)
-
-
-def is_changed(local: LocalFile, remote: idx.Entry | None, previous: idx.Entry | None) -> bool:
-    """New, another size, or modified since the copy syncops last recorded (SPEC §3 "push")."""
-    if remote is None or remote.size != local.size:
-        return True
-    reference = previous.local_mtime if previous is not None and previous.local_mtime else remote.last_modified
-    return _millis(local.mtime) > _millis(idx.parse_timestamp(reference).timestamp())
+    entry: idx.Entry | None = None  # what was published for the key (None: nothing)
+    token: str = ""
+    mtime_ns: int = 0
+    conflict: dict[str, str] | None = None
+    warning: str | None = None
 
 
 def _current(store: ObjectStore) -> tuple[idx.Index, str | None]:
@@ -107,69 +91,167 @@ def _publish(
     )
 
 
+class _Uploader:
+    """Uploads one key on the version the base records for it (or unconditionally when forced)."""
+
+    def __init__(self, store: ObjectStore, seen: Survey, forced: set[str], progress: Progress) -> None:
+        self.store = store
+        self.seen = seen
+        self.forced = forced
+        self.progress = progress
+
+    def _condition(self, key: str) -> tuple[bool, str | None]:
+        """(create-only, on-version) for ``key``: what the remote must still be for this write to land."""
+        previous = self.seen.base.get(key)
+        if previous is None:
+            return True, None  # new to the base: only if nobody created it meanwhile
+        if previous.version is not None:
+            return False, previous.version
+        # A base written without version tokens (an older syncops, swamp): the remote entry is the one
+        # the base knew (the planner said so), so the object's current version is the one to hold to.
+        try:
+            return False, self.store.head(key).token
+        except NotFound:
+            return True, None
+
+    def __call__(self, key: str) -> _Uploaded:
+        directory = self.seen.directory
+        try:
+            with open_file_under(directory, key) as (fd, before):
+                body = HashingReader(fd, before.st_size)
+                if key in self.forced:
+                    if_absent, if_token = False, None
+                else:
+                    if_absent, if_token = self._condition(key)
+                unconditional = False
+                try:
+                    token = self.store.upload(key, body, if_absent=if_absent, if_token=if_token)
+                except (PreconditionFailed, NotFound):
+                    return self._lost_race(key)
+                except ConditionUnsupported:
+                    # The backend refuses conditions outright: write as an older store would, and say so.
+                    body.seek(0)
+                    token = self.store.upload(key, body)
+                    unconditional = True
+                digest = body.sha256()
+                after = os.fstat(fd)
+        except FileNotFoundError:
+            return _Uploaded(key, warning=f"{escape_key(key)} vanished locally before its upload: not pushed")
+        except (NotRegularFile, NotADirectoryError) as exc:
+            return _Uploaded(key, warning=f"{escape_key(key)} is no longer a regular file ({exc.strerror}): not pushed")
+        self.progress.advance(body.size)
+        result = _Uploaded(
+            key,
+            idx.Entry(key=key, size=body.size, last_modified=idx.now_timestamp(), sha256=digest),
+            token,
+            before.st_mtime_ns,
+        )
+        if unconditional:
+            result.warning = (
+                f"{escape_key(key)}: the backend does not support conditional writes; uploaded unconditionally"
+            )
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            result.warning = (
+                f"{escape_key(key)} changed while it was uploaded: the {body.size} bytes read were pushed; "
+                "push again to send the rest"
+            )
+            result.mtime_ns = -1  # never equal to the file's mtime: the next push sees a change
+        return result
+
+    def _lost_race(self, key: str) -> _Uploaded:
+        """The object is not at the version the base knew. If it already holds exactly this file (a push
+        killed between its uploads and its index write), finish that push; otherwise it is a conflict."""
+        try:
+            head = self.store.head(key)
+            sha256, md5 = local_digests(self.seen.directory, key)
+        except (NotFound, FileNotFoundError, NotRegularFile, NotADirectoryError):
+            head = None
+        if head is not None and head.md5 is not None and head.md5 == md5:
+            local = self.seen.local[key]
+            entry = idx.Entry(key=key, size=head.size, last_modified=idx.now_timestamp(), sha256=sha256)
+            return _Uploaded(key, entry, head.token, local.mtime_ns)
+        decision = self.seen.plan.decisions[key]
+        return _Uploaded(
+            key,
+            conflict={
+                "key": key,
+                "local": (decision.local or Change.MODIFIED).value,
+                "remote": "modified",
+            },
+        )
+
+
 def push(
     store: ObjectStore,
     source: Path,
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Progress | None = None,
+    force: bool = False,
+    dry_run: bool = False,
 ) -> Report:
     refuse_overlap(store.url, source)
     if not source.is_dir():
         raise BadInput(f"{source} is not a directory")
     progress = progress or NoProgress()
-    discovery = discover(store)
+    discovery = discover(store, publish=not dry_run)
     warnings = list(discovery.warnings)
-    previous = read_local_index(source, warnings)
-    local = scan_local(source, warnings)
-    remote = discovery.index
-    changed = [
-        f
-        for key, f in sorted(local.items())
-        if is_changed(f, remote.entries.get(key), previous.entries.get(key) if previous else None)
-    ]
+    seen = survey(store.url, source, discovery.index, warnings)
+    plan = seen.plan
+    if dry_run:
+        report = plan_report(store.url, discovery, seen, warnings)
+        report.to_fetch = None  # one direction: push's
+        report.local_changes = None
+        return report
 
-    def upload(file: LocalFile) -> idx.Entry | None:
-        path = source.joinpath(*file.key.split("/"))
-        try:
-            store.upload(file.key, path)
-        except (NotFound, FileNotFoundError):
-            if path.exists():
-                raise
-            warnings.append(f"{escape_key(file.key)} vanished locally before its upload: not pushed")
-            return None
-        progress.advance(file.size)
-        return idx.Entry(key=file.key, size=file.size, last_modified=idx.now_timestamp())
-
-    progress.start("pushing", len(changed), sum(f.size for f in changed))
+    conflicts = plan.keys("push", Action.CONFLICT)
+    forced = set(conflicts) if force else set()
+    changed = sorted([*plan.keys("push", Action.UPLOAD), *forced])
+    progress.start("pushing", len(changed), sum(seen.local[k].size for k in changed))
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="syncops-push") as pool:
-            uploaded = {e.key: e for e in pool.map(upload, changed) if e is not None}
+            results = list(pool.map(_Uploader(store, seen, forced, progress), changed))
     finally:
         progress.stop()
 
-    published = remote
+    conflict_items = [plan.decisions[k].conflict() for k in conflicts if k not in forced]
+    base = BaseUpdate(seen)
+    for key in plan.keys("push", Action.ADOPT):
+        base.adopt(seen, key)
+    for key in plan.keys("push", Action.FORGET):
+        base.forget(key)
+    uploaded: dict[str, idx.Entry] = {}
+    for result in results:
+        if result.warning:
+            warnings.append(result.warning)
+        if result.conflict is not None:
+            conflict_items.append(result.conflict)
+        if result.entry is not None:
+            uploaded[result.key] = result.entry
+
+    published = discovery.index
     index_written = discovery.index_written
     if uploaded:
-        published = _publish(store, remote, discovery.token, uploaded, warnings)
+        published = _publish(store, discovery.index, discovery.token, uploaded, warnings)
         index_written = True
-    _write_local_copy(source, published, local)
+    for result in results:
+        if result.entry is not None:
+            base.record(
+                replace(published.entries[result.key]),
+                version=result.token,
+                sha256=result.entry.sha256,
+                mtime_ns=result.mtime_ns,
+            )
+    write_base(source, store.url, base.entries(), published)
+    conflict_items.sort(key=lambda c: c["key"])
     return Report(
         url=str(store.url),
         status=discovery.status,
         entries=len(published),
         index_written=index_written,
-        pushed=len(uploaded),
-        bytes=sum(e.size for e in uploaded.values()),
+        pushed=sum(1 for r in results if r.entry is not None),
+        bytes=sum(r.entry.size for r in results if r.entry is not None),
+        conflicts=conflict_items,
         warnings=warnings,
+        exit_code=CONFLICT_EXIT if conflict_items else 0,
     )
-
-
-def _write_local_copy(source: Path, published: idx.Index, local: dict[str, LocalFile]) -> None:
-    """The local index mirrors what was published, with ``localMtime`` for files present here."""
-    copy = idx.Index(last_pulled=published.last_pulled or idx.now_timestamp(), extra=dict(published.extra))
-    for key, entry in published.entries.items():
-        here = local.get(key)
-        mtime = idx.timestamp_from_epoch(here.mtime) if here and here.size == entry.size else None
-        copy.entries[key] = replace(entry, local_mtime=mtime, extra=dict(entry.extra))
-    write_local_index(source, copy)

@@ -13,10 +13,8 @@ report, not something to fix silently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from syncops import index as idx
-from syncops.discover import entries_from_listing, publish, read_blob
+from syncops.discover import entries_from_listing, publish_index, read_blob
 from syncops.errors import CorruptIndex
 from syncops.keys import INDEX_KEY, KeyKind, classify, in_namespace, unsafe_reason
 from syncops.report import Report
@@ -35,16 +33,14 @@ SIZE_MISMATCH = "size-mismatch"
 INTERNAL_ENTRY = "internal-entry"  # an internal file (or directory marker) listed as data
 UNSAFE_ENTRY = "unsafe-entry"  # a key that must never become a local path
 NAMESPACE_ENTRY = "namespace-entry"  # a key inside a subtree that is a datastore of its own
+MALFORMED_SHA256 = "malformed-sha256"  # a sha256 field that is not 64 lowercase hex digits
 
 #: Exit code when problems were found and not repaired (SPEC §4).
 PROBLEMS_EXIT = 5
 
 
-@dataclass
 class VerifyReport(Report):
     """The verify report; ``exit_code`` is what the CLI exits with after printing it."""
-
-    exit_code: int = 0
 
 
 def _problem(kind: str, key: str, detail: str) -> dict[str, str]:
@@ -70,6 +66,9 @@ def compare(index: idx.Index, listing: dict[str, idx.Entry], namespaces: list[st
             problems.append(
                 _problem(SIZE_MISMATCH, key, f"index says {entry.size} bytes, object has {listing[key].size}")
             )
+        elif entry.sha256 is not None and entry.content_sha256 is None or "sha256" in entry.extra:
+            shown = entry.sha256 if entry.sha256 is not None else entry.extra.get("sha256")
+            problems.append(_problem(MALFORMED_SHA256, key, f"sha256 is {str(shown)[:80]!r}, not a hex digest"))
     for key in sorted(listing):
         if key not in index.entries:
             problems.append(_problem(UNINDEXED_OBJECT, key, "object not in the index: never hydrated"))
@@ -116,7 +115,7 @@ def verify(store: ObjectStore, *, repair: bool = False) -> VerifyReport:
         return report
 
     rebuilt = idx.Index(entries=listing.entries, last_pulled=idx.now_timestamp())
-    outcome = publish(store, rebuilt, blob.token if blob else None, report.warnings, REPAIRED)
+    outcome = publish_index(store, rebuilt, blob.token if blob else None, report.warnings, REPAIRED)
     if not outcome.index_written:
         # Another peer published an index between our read and our create-only write; it was not
         # checked, so say so instead of claiming a repair.

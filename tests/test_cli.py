@@ -81,6 +81,7 @@ def test_human_output_goes_to_stderr_and_json_to_stdout(tmp_path: Path):
     assert len(as_json.stdout.strip().splitlines()) == 1
     assert set(as_json.json) == {
         "url", "status", "entries", "index_written", "pulled", "skipped", "stale", "bytes", "problems", "warnings",
+        "local_changes", "conflicts",
     }  # fmt: skip
 
 

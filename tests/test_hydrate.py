@@ -86,7 +86,7 @@ def test_second_peer_writes_nothing_and_a_rerun_downloads_nothing(datastore: Dat
     assert datastore.raw.get(datastore.full(".datastore-index.json")) == index_bytes
 
 
-def test_missing_or_resized_files_are_fetched_again(datastore: Datastore, tmp_path: Path):
+def test_missing_files_are_fetched_again_and_local_edits_are_kept(datastore: Datastore, tmp_path: Path):
     datastore.seed(FILES)
     target = tmp_path / "cache"
     assert run_cli("bootstrap", datastore.url, str(target), env=datastore.env).code == 0
@@ -94,8 +94,9 @@ def test_missing_or_resized_files_are_fetched_again(datastore: Datastore, tmp_pa
     (target / "data/models/a.json").write_bytes(b"cut")
     result = run_cli("hydrate", datastore.url, str(target), "--json", env=datastore.env)
     assert result.code == 0, result.stderr
-    assert (result.json["pulled"], result.json["skipped"]) == (2, len(FILES) - 2)
-    assert local_files(target) == FILES
+    assert (result.json["pulled"], result.json["skipped"]) == (1, len(FILES) - 1)
+    assert result.json["local_changes"] == ["data/models/a.json"]
+    assert local_files(target) == {**FILES, "data/models/a.json": b"cut"}
 
 
 def test_an_entry_whose_object_vanished_is_counted_stale(datastore: Datastore, tmp_path: Path):
@@ -150,10 +151,12 @@ def test_hydrate_never_follows_a_symlink_out_of_the_target(make_datastore, tmp_p
     target.mkdir()
     os.symlink(outside, target / "link")
     result = run_cli("hydrate", ds.url, str(target), "--json", env=ds.env)
-    assert result.code == 0, result.stderr
+    assert result.code == 4, result.stderr  # done, with a key that could not be brought
     assert list(outside.iterdir()) == []
     assert (target / "ok.txt").read_bytes() == b"fine"
-    assert any("symlink" in w for w in result.json["warnings"])
+    [problem] = result.json["problems"]
+    assert problem["key"] == "link/escape.txt" and "symlink" in problem["detail"]
+    assert sorted(json.loads((target / ".datastore-index.json").read_text())["entries"]) == ["ok.txt"]
 
 
 @pytest.mark.parametrize("inside", ["root", "below"])

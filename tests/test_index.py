@@ -55,11 +55,39 @@ def test_serialization_is_deterministic_and_sorted():
     assert list(json.loads(one)["entries"]) == ["B", "a", "b/a", "b/z"]
 
 
-def test_local_fields_are_left_out_of_the_remote_serialization():
-    entry = idx.Entry("a", 1, "2026-01-01T00:00:00.000Z", local_mtime="2026-01-01T00:00:00.000Z")
+def test_the_base_version_token_is_left_out_of_the_remote_serialization_and_nothing_else():
+    entry = idx.Entry(
+        "a", 1, "2026-01-01T00:00:00.000Z", local_mtime="2026-01-01T00:00:00.000Z", sha256="0" * 64, version='"e1"'
+    )
     index = idx.build([entry], "2026-01-01T00:00:00.000Z")
-    assert "localMtime" not in json.loads(idx.serialize(index, with_local=False))["entries"]["a"]
-    assert json.loads(idx.serialize(index))["entries"]["a"]["localMtime"] == "2026-01-01T00:00:00.000Z"
+    remote = json.loads(idx.serialize(index, with_local=False))["entries"]["a"]
+    assert remote == {
+        "key": "a", "size": 1, "lastModified": "2026-01-01T00:00:00.000Z",
+        "localMtime": "2026-01-01T00:00:00.000Z", "sha256": "0" * 64,
+    }  # fmt: skip
+    assert json.loads(idx.serialize(index))["entries"]["a"]["remoteVersion"] == '"e1"'
+
+
+def test_optional_fields_of_another_type_are_kept_verbatim():
+    text = json.dumps(
+        {"version": 1, "lastPulled": None, "entries": {"a": {
+            "key": "a", "size": 1, "lastModified": "2026-01-01T00:00:00.000Z", "sha256": 7, "localMtime": ["x"],
+        }}}
+    )  # fmt: skip
+    entry = idx.parse(text).entries["a"]
+    assert (entry.sha256, entry.content_sha256, entry.local_millis) == (None, None, None)
+    assert json.loads(idx.serialize(idx.parse(text)))["entries"]["a"] == json.loads(text)["entries"]["a"]
+
+
+def test_only_a_lowercase_hex_digest_is_a_content_identity():
+    good = "ab" * 32
+    for value, expected in ((good, good), (good.upper(), None), (good[:-1], None), ("", None), (good + "0", None)):
+        assert idx.Entry("a", 1, "2026-01-01T00:00:00.000Z", sha256=value).content_sha256 == expected
+
+
+def test_millisecond_timestamps_convert_exactly():
+    for millis in (0, 1, 999, 1_764_239_123_123, 253_402_300_799_999):
+        assert idx.millis_of(idx.timestamp_from_millis(millis)) == millis
 
 
 def test_empty_index_serializes_to_valid_json():

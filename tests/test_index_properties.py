@@ -68,7 +68,9 @@ json_values = st.recursive(
 @st.composite
 def entries(draw: Any, key: Any = keys) -> idx.Entry:
     name = draw(key)
-    extra_names = st.text(max_size=8).filter(lambda n: n not in ("key", "size", "lastModified", "localMtime", "sha256"))
+    extra_names = st.text(max_size=8).filter(
+        lambda n: n not in ("key", "size", "lastModified", "localMtime", "sha256", "remoteVersion")
+    )
     return idx.Entry(
         key=name,
         size=draw(st.integers(min_value=0, max_value=2**53)),
@@ -76,6 +78,7 @@ def entries(draw: Any, key: Any = keys) -> idx.Entry:
         local_mtime=draw(st.none() | timestamps),
         sha256=draw(st.none() | st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)),
         extra=draw(st.dictionaries(extra_names, json_values, max_size=2)),
+        version=draw(st.none() | st.text(max_size=12)),
     )
 
 
@@ -107,10 +110,11 @@ def test_serialize_then_parse_gives_back_every_field(index: idx.Index):
 
 
 @given(indexes())
-def test_the_remote_form_drops_only_local_mtime(index: idx.Index):
+def test_the_remote_form_drops_only_the_base_version_token(index: idx.Index):
     parsed = idx.parse(idx.serialize(index, with_local=False))
-    assert all(e.local_mtime is None for e in parsed.entries.values())
+    assert all(e.version is None for e in parsed.entries.values())
     assert as_fields(parsed) == as_fields(index, with_local=False)
+    assert {k: e.local_mtime for k, e in parsed.entries.items()} == {k: e.local_mtime for k, e in index.entries.items()}
 
 
 @given(indexes(), st.randoms())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -39,10 +40,13 @@ def test_push_to_an_unindexed_populated_bucket_keeps_every_remote_entry(datastor
     for key, data in REMOTE.items():
         assert datastore.raw.get(datastore.full(key)) == data
 
-    local_copy = json.loads((local / ".datastore-index.json").read_text())
-    assert sorted(local_copy["entries"]) == sorted(published["entries"])
-    assert "localMtime" in local_copy["entries"]["data/new.txt"]
-    assert "localMtime" not in local_copy["entries"]["data/r1.json"]
+    # The base records what this directory holds: the pushed file, at the version it wrote.
+    base = json.loads((local / ".datastore-index.json").read_text())
+    assert sorted(base["entries"]) == ["data/new.txt"]
+    mine = base["entries"]["data/new.txt"]
+    assert mine["sha256"] == hashlib.sha256(b"made here").hexdigest() == published["entries"]["data/new.txt"]["sha256"]
+    assert mine["lastModified"] == published["entries"]["data/new.txt"]["lastModified"]
+    assert mine["remoteVersion"] and "localMtime" in mine
 
 
 def test_push_with_nothing_new_writes_nothing(datastore: Datastore, tmp_path: Path):
@@ -140,18 +144,20 @@ def test_push_skips_a_file_that_vanished_before_its_upload(tmp_path: Path):
     store_dir.mkdir()
     local = tmp_path / "work"
     write_tree(local, {"keep.txt": b"k", "gone.swp": b"editor swap"})
-    original = push_module.scan_local
+    from syncops import workdir
+
+    original = workdir.scan
 
     def scan_then_vanish(source, warnings):
         files = original(source, warnings)
         (local / "gone.swp").unlink()  # an editor removes its swap file mid-push
         return files
 
-    push_module.scan_local = scan_then_vanish
+    workdir.scan = scan_then_vanish
     try:
         report = push_module.push(open_store(f"file://{store_dir}"), local)
     finally:
-        push_module.scan_local = original
+        workdir.scan = original
     assert report.pushed == 1
     assert any("gone.swp" in w and "vanished" in w for w in report.warnings)
     assert (store_dir / "keep.txt").read_bytes() == b"k"

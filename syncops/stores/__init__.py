@@ -6,9 +6,9 @@ Backends are imported lazily so ``syncops`` on a ``file://`` datastore never loa
 from __future__ import annotations
 
 from syncops.errors import BadInput
-from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo, ObjectStore
+from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, ObjectStore, UploadBody
 
-__all__ = ["Blob", "DatastoreUrl", "ObjectInfo", "ObjectStore", "open_store"]
+__all__ = ["Blob", "DatastoreUrl", "Fetched", "Head", "ObjectInfo", "ObjectStore", "UploadBody", "open_store"]
 
 
 def open_store(url: str | DatastoreUrl, *, endpoint_url: str | None = None, concurrency: int = 32) -> ObjectStore:

@@ -74,6 +74,36 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """What a download brought: the byte count and the version token of the object read."""
+
+    size: int
+    token: str
+
+
+@dataclass(frozen=True)
+class Head:
+    """An object's metadata without its bytes; ``md5`` (hex) when the store knows the content's MD5."""
+
+    size: int
+    token: str
+    md5: str | None = None
+
+
+class UploadBody(Protocol):
+    """A seekable upload body of known size (:class:`syncops.localfs.HashingReader`)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def read(self, count: int | None = -1) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0) -> int: ...
+
+    def tell(self) -> int: ...
+
+
+@dataclass(frozen=True)
 class Blob:
     """A whole small object (the index) and its version token: S3 ETag, GCS generation, local MD5."""
 
@@ -123,12 +153,24 @@ class ObjectStore(Protocol):
         """Every object under the prefix, streamed page by page (never a whole listing in memory)."""
         ...
 
-    def download(self, key: str, out: BinaryIO) -> int:
-        """Stream one object into ``out``; returns the byte count. :class:`NotFound` when gone."""
+    def download(self, key: str, out: BinaryIO) -> Fetched:
+        """Stream one object into ``out``; :class:`NotFound` when gone.
+
+        Where the store gives a checksum of the body (GCS crc32c/md5, an S3 single-part ETag), the
+        bytes are checked against it while they stream; a mismatch is retried as a broken body.
+        """
         ...
 
-    def upload(self, key: str, path: Path) -> None:
-        """Upload one local file (no condition: data objects are written whole, last writer wins)."""
+    def head(self, key: str) -> Head:
+        """An object's size, version token and (where known) MD5; :class:`NotFound` when absent."""
+        ...
+
+    def upload(self, key: str, body: UploadBody, *, if_absent: bool = False, if_token: str | None = None) -> str:
+        """Write a data object from ``body``, create-only or only over version ``if_token``.
+
+        Returns the new version token; :class:`PreconditionFailed` when the condition does not hold
+        (including an ``if_token`` object that no longer exists).
+        """
         ...
 
     def credential_source(self) -> str:

@@ -6,9 +6,9 @@ passed explicitly on every call (listing pages and conditional writes included),
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import google.auth
@@ -18,6 +18,7 @@ from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError, RefreshError, TransportError
 from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption as _DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from syncops.errors import (
@@ -29,9 +30,11 @@ from syncops.errors import (
     StoreError,
     Unavailable,
 )
-from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo, spooled
+from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, UploadBody, spooled
 
 LIST_PAGE_SIZE = 1000
+#: Whole reads of an object whose body failed its checksum before the download fails.
+BODY_ATTEMPTS = 3
 #: Give up on a request after this long of retrying (the library's default is 120 s);
 #: ``SYNCOPS_GCS_RETRY_TIMEOUT`` (seconds) overrides it, e.g. so tests of a persistent outage fail fast.
 RETRY_TIMEOUT = 60.0
@@ -57,6 +60,7 @@ _BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 _PERMISSIONS = {
     "get": "storage.objects.get",
     "download": "storage.objects.get",
+    "head": "storage.objects.get",
     "put": "storage.objects.create (and storage.objects.delete to replace)",
     "upload": "storage.objects.create (and storage.objects.delete to replace)",
     "list": "storage.objects.list",
@@ -140,6 +144,8 @@ class GcsStore:
     def _guard(self, operation: str, key: str | None, call: Any) -> Any:
         try:
             return call()
+        except _DataCorruption:
+            raise
         except Exception as exc:
             raise self._translate(exc, operation, key) from None
 
@@ -193,15 +199,47 @@ class GcsStore:
         except Exception as exc:
             raise self._translate(exc, "list", None) from None
 
-    def download(self, key: str, out: BinaryIO) -> int:
+    def download(self, key: str, out: BinaryIO) -> Fetched:
+        """Stream one object into ``out``; the library checks the body against the object's crc32c/md5
+        and a mismatch is read again (BODY_ATTEMPTS reads), never kept."""
         blob = self._bucket.blob(self.url.full_key(key))
         start = out.tell()
-        self._guard("download", key, lambda: blob.download_to_file(out, retry=RETRY))
-        return out.tell() - start
+        for attempt in range(BODY_ATTEMPTS):
+            try:
+                self._guard("download", key, lambda: blob.download_to_file(out, retry=RETRY))
+                return Fetched(size=out.tell() - start, token=str(blob.generation))
+            except _DataCorruption:
+                out.seek(start)
+                out.truncate()
+                if attempt + 1 == BODY_ATTEMPTS:
+                    raise Unavailable(
+                        f"download {self.url.object_url(key)}: the body did not match the object's checksum "
+                        f"in {BODY_ATTEMPTS} reads"
+                    ) from None
+        raise AssertionError("unreachable")
 
-    def upload(self, key: str, path: Path) -> None:
+    def head(self, key: str) -> Head:
+        blob = self._guard("head", key, lambda: self._bucket.get_blob(self.url.full_key(key), retry=RETRY))
+        if blob is None:
+            raise NotFound(f"{self.url.object_url(key)}: not found")
+        md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
+        return Head(size=int(blob.size or 0), token=str(blob.generation), md5=md5)
+
+    def upload(self, key: str, body: UploadBody, *, if_absent: bool = False, if_token: str | None = None) -> str:
         blob = self._bucket.blob(self.url.full_key(key))
-        self._guard("upload", key, lambda: blob.upload_from_filename(str(path), retry=RETRY))
+        generation: int | None = 0 if if_absent else (int(if_token) if if_token is not None else None)
+        self._guard(
+            "upload",
+            key,
+            lambda: blob.upload_from_file(
+                body,
+                size=body.size,
+                content_type="application/octet-stream",
+                if_generation_match=generation,
+                retry=RETRY,
+            ),
+        )
+        return str(blob.generation)
 
     def close(self) -> None:
         self._client.close()

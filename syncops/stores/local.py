@@ -11,7 +11,6 @@ import errno
 import fcntl
 import hashlib
 import os
-import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -19,8 +18,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from syncops.errors import AccessDenied, NotFound, PreconditionFailed, StoreError
-from syncops.localfs import safe_join, walk_files, write_atomically
-from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo
+from syncops.localfs import (
+    CHUNK,
+    NotRegularFile,
+    open_file_under,
+    open_parent,
+    safe_join,
+    walk_files,
+    write_under,
+)
+from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, UploadBody
 
 _LOCK_NAME = ".datastore.lock"
 
@@ -56,44 +63,81 @@ class LocalStore:
             os.close(fd)
 
     # -- contract ------------------------------------------------------------------------------
-    def get(self, key: str) -> Blob:
+    def _read(self, key: str, out: BinaryIO | None) -> tuple[bytes, int, str]:
+        """Read ``key`` whole (``out`` None) or into ``out``; returns (bytes or b"", size, md5 token)."""
         self._require_root()
+        digest = hashlib.md5()
+        chunks: list[bytes] = []
+        size = 0
         try:
-            data = safe_join(self.root, key).read_bytes()
-        except IsADirectoryError:
-            raise NotFound(f"{self.url.object_url(key)}: is a directory, not an object") from None
+            with open_file_under(self.root, key) as (fd, _):
+                while True:
+                    data = os.read(fd, CHUNK)
+                    if not data:
+                        break
+                    digest.update(data)
+                    size += len(data)
+                    if out is None:
+                        chunks.append(data)
+                    else:
+                        out.write(data)
+        except NotRegularFile:
+            raise NotFound(f"{self.url.object_url(key)}: not a regular file, not an object") from None
+        except (NotADirectoryError, IsADirectoryError):
+            raise NotFound(f"{self.url.object_url(key)}: not found") from None
         except OSError as exc:
+            if out is not None and not isinstance(exc, (FileNotFoundError, PermissionError)):
+                raise  # the writing side (a full disk): reported as a local I/O failure
             raise self._translate(exc, "read", key) from None
-        return Blob(data=data, token=hashlib.md5(data).hexdigest())
+        return b"".join(chunks), size, digest.hexdigest()
 
-    def put(
-        self, key: str, data: bytes | Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None
-    ) -> str:
+    def get(self, key: str) -> Blob:
+        data, _, token = self._read(key, None)
+        return Blob(data=data, token=token)
+
+    def _write(self, key: str, chunks: Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None) -> str:
+        """Write ``key`` atomically, under the root's lock when a condition has to hold."""
         self._require_root()
-        path = safe_join(self.root, key)
+        safe_join(self.root, key)  # a clear message for an unsafe key before anything is opened
 
         def fill(out: BinaryIO) -> str:
             digest = hashlib.md5()
-            for chunk in [data] if isinstance(data, bytes) else data:
+            for chunk in chunks:
                 out.write(chunk)
                 digest.update(chunk)
             return digest.hexdigest()
 
         try:
             if not if_absent and if_token is None:
-                return write_atomically(path, fill)
+                return write_under(self.root, key, fill)[0]
             with self._locked():
                 try:
-                    current: bytes | None = path.read_bytes()
-                except FileNotFoundError:
-                    current = None
-                if if_absent and current is not None:
+                    current: str | None = self._read(key, None)[2] if if_token is not None else None
+                    exists = if_token is not None or self._exists(key)
+                except NotFound:
+                    current, exists = None, False
+                if if_absent and exists:
                     raise PreconditionFailed(f"{self.url.object_url(key)} already exists")
-                if if_token is not None and (current is None or hashlib.md5(current).hexdigest() != if_token):
+                if if_token is not None and current != if_token:
                     raise PreconditionFailed(f"{self.url.object_url(key)} changed since it was read")
-                return write_atomically(path, fill)
+                return write_under(self.root, key, fill)[0]
+        except NotRegularFile as exc:
+            raise StoreError(f"write {self.url.object_url(key)} failed: {exc.strerror}") from None
         except OSError as exc:
             raise self._translate(exc, "write", key) from None
+
+    def _exists(self, key: str) -> bool:
+        try:
+            with open_parent(self.root, key) as (parent, name):
+                os.stat(name, dir_fd=parent, follow_symlinks=False)
+            return True
+        except (FileNotFoundError, NotADirectoryError, NotRegularFile):
+            return False
+
+    def put(
+        self, key: str, data: bytes | Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None
+    ) -> str:
+        return self._write(key, [data] if isinstance(data, bytes) else data, if_absent=if_absent, if_token=if_token)
 
     def list(self) -> Iterator[ObjectInfo]:
         self._require_root()
@@ -107,23 +151,24 @@ class LocalStore:
         except OSError as exc:
             raise self._translate(exc, "list", "") from None
 
-    def download(self, key: str, out: BinaryIO) -> int:
-        self._require_root()
-        try:
-            with open(safe_join(self.root, key), "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-                return src.tell()
-        except OSError as exc:
-            raise self._translate(exc, "read", key) from None
+    def download(self, key: str, out: BinaryIO) -> Fetched:
+        _, size, token = self._read(key, out)
+        return Fetched(size=size, token=token)
 
-    def upload(self, key: str, path: Path) -> None:
-        self._require_root()
-        target = safe_join(self.root, key)
-        try:
-            with open(path, "rb") as src:
-                write_atomically(target, lambda out: shutil.copyfileobj(src, out, 1 << 20))
-        except OSError as exc:
-            raise self._translate(exc, "write", key) from None
+    def head(self, key: str) -> Head:
+        _, size, token = self._read(key, None)
+        return Head(size=size, token=token, md5=token)
+
+    def upload(self, key: str, body: UploadBody, *, if_absent: bool = False, if_token: str | None = None) -> str:
+        def chunks() -> Iterator[bytes]:
+            body.seek(0)
+            while True:
+                data = body.read(CHUNK)
+                if not data:
+                    return
+                yield data
+
+        return self._write(key, chunks(), if_absent=if_absent, if_token=if_token)
 
     def credential_source(self) -> str:
         return f"local file permissions of uid {os.getuid()}"

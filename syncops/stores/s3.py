@@ -6,12 +6,14 @@ PutObject for conditional writes.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import random
+import re
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO
 
 from syncops.errors import (
@@ -23,7 +25,7 @@ from syncops.errors import (
     StoreError,
     Unavailable,
 )
-from syncops.stores.base import Blob, DatastoreUrl, ObjectInfo, spooled
+from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, UploadBody, spooled
 from syncops.stores.s3_data import (
     Lazy,
     ObstoreDownloader,
@@ -39,8 +41,12 @@ MAX_ATTEMPTS = 6
 #: Whole re-reads of an object whose body broke off mid-stream (botocore retries only the request).
 BODY_ATTEMPTS = 4
 LIST_PAGE_SIZE = 1000
-#: Objects above this go through s3transfer's multipart upload.
+#: Objects above this are uploaded in parts.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
+PART_SIZE = 16 * 1024 * 1024
+PARTS_IN_FLIGHT = 4
+#: An ETag that is the MD5 of the body: single-part uploads without SSE-KMS/SSE-C.
+_PLAIN_ETAG = re.compile(r'"?[0-9a-f]{32}"?')
 
 _DENIED_CODES = {
     "AccessDenied",
@@ -56,6 +62,7 @@ _DENIED_CODES = {
 }
 _PERMISSIONS = {
     "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
     "PutObject": "s3:PutObject",
     "ListObjectsV2": "s3:ListBucket",
 }
@@ -144,6 +151,9 @@ class S3Store:
     @property
     def _client(self) -> Any:
         return self._boto_client.get()
+
+    #: Cleared when the bucket turns out to encrypt with KMS (ETags are then not MD5s).
+    _etag_is_md5 = True
 
     def _region(self) -> str:
         from_env = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -247,17 +257,13 @@ class S3Store:
     # -- contract ------------------------------------------------------------------------------
     def get(self, key: str) -> Blob:
         buffer = io.BytesIO()
-        _, etag = self._fetch(key, buffer)
-        return Blob(data=buffer.getvalue(), token=etag)
+        fetched = self.download(key, buffer)
+        return Blob(data=buffer.getvalue(), token=fetched.token)
 
     def put(
         self, key: str, data: bytes | Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None
     ) -> str:
-        conditions: dict[str, str] = {}
-        if if_absent:
-            conditions["IfNoneMatch"] = "*"
-        if if_token is not None:
-            conditions["IfMatch"] = if_token
+        conditions = _conditions(if_absent, if_token)
         content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
         if isinstance(data, bytes):
             response = self._call(
@@ -300,8 +306,42 @@ class S3Store:
             f"{self.credential_source()}; the caller needs {permission} on it"
         )
 
-    def download(self, key: str, out: BinaryIO) -> int:
-        return self._fetch(key, out)[0]
+    def download(self, key: str, out: BinaryIO) -> Fetched:
+        """Stream one object into ``out``, checked against its ETag when that is the body's MD5."""
+        start = out.tell()
+        for attempt in range(BODY_ATTEMPTS):
+            checked = _Md5Writer(out)
+            written, etag = self._fetch(key, checked)  # type: ignore[arg-type]
+            if not self._etag_is_md5 or not _PLAIN_ETAG.fullmatch(etag) or checked.hexdigest() == etag.strip('"'):
+                return Fetched(size=written, token=etag)
+            if self._encrypted_with_kms(key):
+                # SSE-KMS and SSE-C ETags are not MD5s of the data: nothing to check against.
+                self._etag_is_md5 = False
+                return Fetched(size=written, token=etag)
+            out.seek(start)
+            out.truncate()
+            if attempt + 1 < BODY_ATTEMPTS:
+                time.sleep(random.random() * 0.2 * 2**attempt)
+        raise Unavailable(
+            f"GetObject {self.url.object_url(key)}: the body did not match its ETag (MD5) in {BODY_ATTEMPTS} reads"
+        )
+
+    def _encrypted_with_kms(self, key: str) -> bool:
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=self.url.full_key(key))
+        except Exception as exc:
+            raise self._translate(exc, "HeadObject", key) from None
+        return str(head.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(head.get("SSECustomerAlgorithm"))
+
+    def head(self, key: str) -> Head:
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=self.url.full_key(key))
+        except Exception as exc:
+            raise self._translate(exc, "HeadObject", key) from None
+        etag = str(head["ETag"])
+        kms = str(head.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(head.get("SSECustomerAlgorithm"))
+        md5 = etag.strip('"') if _PLAIN_ETAG.fullmatch(etag) and not kms else None
+        return Head(size=int(head["ContentLength"]), token=etag, md5=md5)
 
     def _fetch(self, key: str, out: BinaryIO) -> tuple[int, str]:
         """Stream one object into ``out``; returns the byte count and the ETag (index and data alike)."""
@@ -328,28 +368,101 @@ class S3Store:
                 time.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")
 
-    def upload(self, key: str, path: Path) -> None:
-        size = path.stat().st_size
-        if size <= MULTIPART_THRESHOLD:
-            with open(path, "rb") as body:
-                self._call("PutObject", key, Key=self.url.full_key(key), Body=body)
-            return
-        from boto3.s3.transfer import S3UploadFailedError, TransferConfig
-
-        try:
-            self._client.upload_file(
-                str(path),
-                self.bucket,
-                self.url.full_key(key),
-                Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=4),
+    def upload(self, key: str, body: UploadBody, *, if_absent: bool = False, if_token: str | None = None) -> str:
+        conditions = _conditions(if_absent, if_token)
+        if body.size <= MULTIPART_THRESHOLD:
+            response = self._call(
+                "PutObject",
+                key,
+                Key=self.url.full_key(key),
+                Body=body,
+                ContentLength=body.size,
+                ContentType="application/octet-stream",
+                **conditions,
             )
-        except S3UploadFailedError as exc:
-            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-            raise self._translate(cause, "PutObject", key) from None
+            return str(response["ETag"])
+        return self._multipart_upload(key, body, conditions)
+
+    def _multipart_upload(self, key: str, body: UploadBody, conditions: dict[str, str]) -> str:
+        """Parts read in order from ``body`` (so it hashes in one pass), up to PARTS_IN_FLIGHT sent at
+        once; the condition travels on CompleteMultipartUpload, so a lost race leaves no object."""
+        full_key = self.url.full_key(key)
+        try:
+            upload_id = self._client.create_multipart_upload(
+                Bucket=self.bucket, Key=full_key, ContentType="application/octet-stream"
+            )["UploadId"]
         except Exception as exc:
             raise self._translate(exc, "PutObject", key) from None
+        try:
+            etags: list[Future[Any]] = []
+            with ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="syncops-part") as pool:
+                while True:
+                    in_flight = [f for f in etags if not f.done()]
+                    if len(in_flight) >= PARTS_IN_FLIGHT:
+                        wait(in_flight, return_when=FIRST_COMPLETED)
+                    data = body.read(PART_SIZE)
+                    if not data:
+                        break
+                    etags.append(
+                        pool.submit(
+                            self._client.upload_part,
+                            Bucket=self.bucket,
+                            Key=full_key,
+                            UploadId=upload_id,
+                            PartNumber=len(etags) + 1,
+                            Body=data,
+                        )
+                    )
+                parts = [{"ETag": f.result()["ETag"], "PartNumber": n} for n, f in enumerate(etags, start=1)]
+            response = self._client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full_key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **conditions
+            )
+            return str(response["ETag"])
+        except BaseException as exc:
+            try:
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
+            except Exception:
+                pass  # the bucket's lifecycle rule aborts incomplete uploads
+            if isinstance(exc, Exception):
+                raise self._translate(exc, "PutObject", key) from None
+            raise
 
     def close(self) -> None:
         client = self._boto_client.built()
         if client is not None:
             client.close()
+
+
+def _conditions(if_absent: bool, if_token: str | None) -> dict[str, str]:
+    """The PutObject / CompleteMultipartUpload headers of a create-only or on-version write."""
+    conditions: dict[str, str] = {}
+    if if_absent:
+        conditions["IfNoneMatch"] = "*"
+    if if_token is not None:
+        conditions["IfMatch"] = if_token
+    return conditions
+
+
+class _Md5Writer:
+    """Hashes what passes into ``out`` (rewinds restart the hash: each read is a whole new body)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._start = out.tell()
+        self._md5 = hashlib.md5()
+
+    def write(self, chunk: bytes) -> int:
+        self._md5.update(chunk)
+        return self._out.write(chunk)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self._out.seek(offset, whence)
+        if position == self._start:
+            self._md5 = hashlib.md5()
+        return position
+
+    def hexdigest(self) -> str:
+        return self._md5.hexdigest()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._out, name)
