@@ -232,14 +232,15 @@ def _create_temp(parent: int) -> tuple[int, str]:
 
 
 def write_under(
-    root: Path, key: str, fill: Callable[[BinaryIO], T], *, mtime_ns: int | None = None
+    root: Path, key: str, fill: Callable[[BinaryIO], T], *, mtime_ns: int | None = None, replace_special: bool = False
 ) -> tuple[T, os.stat_result]:
     """Create ``key`` under ``root`` whole or not at all: temp file beside it, fsync, rename.
 
     The directory is reached through :func:`open_parent` (missing ones created), so no symlink can
     redirect the write, and the rename happens in that very directory. A directory or a symlink at
-    the final name is refused (:class:`NotRegularFile`), never replaced. Returns ``fill``'s result and
-    the stat of the file as renamed into place.
+    the final name is refused (:class:`NotRegularFile`), never replaced, unless ``replace_special``
+    (syncops's own files: a FIFO or symlink there is replaced by the rename, never written through).
+    Returns ``fill``'s result and the stat of the file as renamed into place.
     """
     with open_parent(root, key, create=True) as (parent, name):
         try:
@@ -247,7 +248,8 @@ def write_under(
         except FileNotFoundError:
             existing = None
         if existing is not None and not stat.S_ISREG(existing.st_mode):
-            raise NotRegularFile(errno.EEXIST, "a directory or special file of that name is in the way", key)
+            if stat.S_ISDIR(existing.st_mode) or not replace_special:
+                raise NotRegularFile(errno.EEXIST, "a directory or special file of that name is in the way", key)
         fd, temp = _create_temp(parent)
         try:
             with os.fdopen(fd, "wb") as out:

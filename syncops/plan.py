@@ -79,8 +79,11 @@ def _same_content(a: str | None, b: str | None) -> bool | None:
     return None if a is None or b is None else a == b
 
 
-def local_change(base: Entry | None, local: LocalFile | None, digest: str | None) -> Change | None:
-    """How the local file differs from the base; ``digest`` is its sha256 when it was hashed.
+def local_change(
+    base: Entry | None, local: LocalFile | None, digest: str | None, reference: str | None = None
+) -> Change | None:
+    """How the local file differs from the base; ``digest`` is its sha256 when it was hashed and
+    ``reference`` the digest of the base's content (:func:`reference_sha256`).
 
     The mtime is compared for equality with ``localMtime`` (never "newer than": clocks skew), and a
     touched file whose content is the base's is not a change.
@@ -93,11 +96,11 @@ def local_change(base: Entry | None, local: LocalFile | None, digest: str | None
         return Change.MODIFIED
     if base.local_millis is not None and local.millis == base.local_millis:
         return None
-    same = _same_content(digest, base.content_sha256)
+    same = _same_content(digest, reference)
     if same is not None:
         return None if same else Change.MODIFIED
-    # No content identity in the base: a different mtime is a change; no recorded mtime (an index
-    # written by a tool that keeps none) leaves size as the only evidence, and the size matched.
+    # No content identity: a different mtime is a change; no recorded mtime (an index written by a
+    # tool that keeps none) leaves size as the only evidence, and the size matched.
     return Change.MODIFIED if base.local_millis is not None else None
 
 
@@ -116,6 +119,18 @@ def remote_change(base: Entry | None, remote: Entry | None) -> Change | None:
     return None if remote.last_modified == base.last_modified else Change.MODIFIED
 
 
+def reference_sha256(base: Entry | None, remote: Entry | None) -> str | None:
+    """The digest of the content the base records: its own, or the remote entry's when the remote is
+    still the version the base knew."""
+    if base is None:
+        return None
+    if base.content_sha256 is not None:
+        return base.content_sha256
+    if remote is not None and remote.content_sha256 is not None and remote_change(base, remote) is None:
+        return remote.content_sha256
+    return None
+
+
 def needs_hash(base: Entry | None, local: LocalFile | None, remote: Entry | None) -> bool:
     """Whether :func:`decide` needs the local file's sha256; an untouched file is never read."""
     if local is None:
@@ -125,7 +140,7 @@ def needs_hash(base: Entry | None, local: LocalFile | None, remote: Entry | None
     touched = base.local_millis is None or local.millis != base.local_millis
     if local.size == base.size and not touched:
         return False
-    if local.size == base.size and base.content_sha256 is not None:
+    if local.size == base.size and reference_sha256(base, remote) is not None:
         return True  # touched: the content decides whether it changed
     # Changed: only when the remote changed too can identical content spare a conflict.
     return (
@@ -140,7 +155,7 @@ def decide(
     key: str, base: Entry | None, local: LocalFile | None, remote: Entry | None, digest: str | None = None
 ) -> Decision:
     """The decision for one key, in both directions (SPEC §3's table)."""
-    lc = local_change(base, local, digest)
+    lc = local_change(base, local, digest, reference_sha256(base, remote))
     rc = remote_change(base, remote)
 
     if local is not None and remote is not None and (lc is not None or base is None):

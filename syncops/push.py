@@ -114,7 +114,28 @@ class _Uploader:
         except NotFound:
             return True, None
 
+    def _finished_earlier(self, key: str) -> _Uploaded | None:
+        """A push killed after uploading this very file (same size and mtime as its journal says) left
+        its bytes in the store: when the object's MD5 is the file's, take it as uploaded."""
+        journal = self.seen.pending.get(key)
+        if journal is None or journal != self.seen.local.get(key):
+            return None
+        try:
+            head = self.store.head(key)
+            sha256, md5 = local_digests(self.seen.directory, key)
+        except (NotFound, FileNotFoundError, NotRegularFile, NotADirectoryError):
+            return None
+        previous = self.seen.base.get(key)
+        if head.md5 != md5 or (previous is not None and previous.version == head.token):
+            return None
+        entry = idx.Entry(key=key, size=journal.size, last_modified=idx.now_timestamp(), sha256=sha256)
+        return _Uploaded(key, entry, head.token, journal.mtime_ns)
+
     def __call__(self, key: str) -> _Uploaded:
+        if key not in self.forced:
+            earlier = self._finished_earlier(key)
+            if earlier is not None:
+                return earlier
         directory = self.seen.directory
         try:
             with open_file_under(directory, key) as (fd, before):
@@ -168,7 +189,7 @@ class _Uploader:
             head = None
         if head is not None and head.md5 is not None and head.md5 == md5:
             local = self.seen.local[key]
-            entry = idx.Entry(key=key, size=head.size, last_modified=idx.now_timestamp(), sha256=sha256)
+            entry = idx.Entry(key=key, size=local.size, last_modified=idx.now_timestamp(), sha256=sha256)
             return _Uploaded(key, entry, head.token, local.mtime_ns)
         decision = self.seen.plan.decisions[key]
         return _Uploaded(
@@ -207,6 +228,9 @@ def push(
     conflicts = plan.keys("push", Action.CONFLICT)
     forced = set(conflicts) if force else set()
     changed = sorted([*plan.keys("push", Action.UPLOAD), *forced])
+    if changed:
+        # The journal first: a push killed from here on is finished by the next one, not re-sent.
+        write_base(source, store.url, seen.base.values(), discovery.index, {k: seen.local[k] for k in changed})
     progress.start("pushing", len(changed), sum(seen.local[k].size for k in changed))
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="syncops-push") as pool:

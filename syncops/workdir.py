@@ -9,7 +9,7 @@ file is a copy of (SPEC §3 "The sync model").
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,6 +37,9 @@ DEFAULT_CONCURRENCY = 32
 CONFLICT_EXIT = 7
 #: Top-level field of the base naming the datastore it is the base of.
 DATASTORE_FIELD = "syncopsDatastore"
+#: Top-level field of the base listing the files a push is uploading (key -> size and mtime), so a
+#: push killed between its uploads and its index write is finished by the next one, not re-sent.
+PENDING_FIELD = "syncopsPending"
 #: The base is read whole; anything larger than this is not one syncops wrote for a sane datastore.
 MAX_BASE_BYTES = 4 << 30
 
@@ -51,7 +54,9 @@ def refuse_overlap(url: DatastoreUrl, directory: Path) -> None:
         raise BadInput(f"{directory} and the datastore {url} overlap: use a directory outside the datastore")
 
 
-def read_base(directory: Path, url: DatastoreUrl, warnings: list[str]) -> dict[str, idx.Entry]:
+def read_base(
+    directory: Path, url: DatastoreUrl, warnings: list[str]
+) -> tuple[dict[str, idx.Entry], dict[str, LocalFile]]:
     """The base: the local index's data entries, or nothing (with a warning) when it cannot be trusted.
 
     A corrupt base, one of another datastore, or something that is not a regular file at its path
@@ -62,10 +67,10 @@ def read_base(directory: Path, url: DatastoreUrl, warnings: list[str]) -> dict[s
     try:
         fd, info = open_regular(str(where))
     except FileNotFoundError:
-        return {}
+        return {}, {}
     except (NotRegularFile, OSError) as exc:
         warnings.append(f"local index {where} ignored ({exc.strerror or exc}): files are compared by content")
-        return {}
+        return {}, {}
     try:
         if info.st_size > MAX_BASE_BYTES:
             raise CorruptIndex(f"{where}: {info.st_size} bytes, larger than any index syncops writes")
@@ -75,14 +80,28 @@ def read_base(directory: Path, url: DatastoreUrl, warnings: list[str]) -> dict[s
     except (CorruptIndex, RecursionError, OSError, MemoryError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         warnings.append(f"local index ignored: {reason}; files are compared by content")
-        return {}
+        return {}, {}
     finally:
         os.close(fd)
     owner = base.extra.get(DATASTORE_FIELD)
     if owner is not None and owner != str(url):
         warnings.append(f"local index {where} belongs to {owner!r}, not {url}: ignored; files are compared by content")
+        return {}, {}
+    entries = {k: e for k, e in base.entries.items() if classify(k, e.size) is KeyKind.DATA}
+    return entries, _pending(base.extra.get(PENDING_FIELD))
+
+
+def _pending(raw: object) -> dict[str, LocalFile]:
+    """The push journal of a base; anything malformed in it is ignored (it only spares uploads)."""
+    if not isinstance(raw, dict):
         return {}
-    return {k: e for k, e in base.entries.items() if classify(k, e.size) is KeyKind.DATA}
+    pending = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            size, mtime = value.get("size"), value.get("mtimeNs")
+            if type(size) is int and type(mtime) is int:
+                pending[key] = LocalFile(size=size, mtime_ns=mtime)
+    return pending
 
 
 def scan(directory: Path, warnings: list[str]) -> dict[str, LocalFile]:
@@ -113,7 +132,8 @@ class Survey:
     remote: dict[str, idx.Entry]
     digests: dict[str, str]
     plan: Plan
-    warnings: list[str] = field(default_factory=list)
+    #: Files an interrupted push was uploading when it stopped (see PENDING_FIELD).
+    pending: dict[str, LocalFile] = field(default_factory=dict)
 
 
 def survey(url: DatastoreUrl, directory: Path, remote_index: idx.Index, warnings: list[str]) -> Survey:
@@ -128,7 +148,7 @@ def survey(url: DatastoreUrl, directory: Path, remote_index: idx.Index, warnings
                 "its content is checked by size only"
             )
     exists = directory.is_dir()
-    base = read_base(directory, url, warnings) if exists else {}
+    base, pending = read_base(directory, url, warnings) if exists else ({}, {})
     local = scan(directory, warnings) if exists else {}
     digests: dict[str, str] = {}
     for key in keys_to_hash(base, local, remote):
@@ -136,7 +156,7 @@ def survey(url: DatastoreUrl, directory: Path, remote_index: idx.Index, warnings
             digests[key] = local_digests(directory, key)[0]
         except (FileNotFoundError, NotRegularFile, NotADirectoryError):
             local.pop(key, None)  # gone or replaced since the scan: not a file to sync
-    return Survey(directory, base, local, remote, digests, plan(base, local, remote, digests))
+    return Survey(directory, base, local, remote, digests, plan(base, local, remote, digests), pending)
 
 
 class BaseUpdate:
@@ -174,14 +194,23 @@ class BaseUpdate:
         return self._entries.values()
 
 
-def write_base(directory: Path, url: DatastoreUrl, entries: Iterable[idx.Entry], remote_index: idx.Index) -> None:
-    """Write ``directory/.datastore-index.json`` atomically: a valid v1 index naming its datastore."""
-    base = idx.Index(
-        entries={e.key: e for e in entries},
-        last_pulled=idx.now_timestamp(),
-        extra={**remote_index.extra, DATASTORE_FIELD: str(url)},
-    )
-    write_under(directory, INDEX_KEY, lambda out: out.writelines(idx.stream(base)))
+def write_base(
+    directory: Path,
+    url: DatastoreUrl,
+    entries: Iterable[idx.Entry],
+    remote_index: idx.Index,
+    pending: Mapping[str, LocalFile] | None = None,
+) -> None:
+    """Write ``directory/.datastore-index.json`` atomically: a valid v1 index naming its datastore
+    (and, while a push uploads, the files it is sending)."""
+    extra = {k: v for k, v in remote_index.extra.items() if k not in (DATASTORE_FIELD, PENDING_FIELD)}
+    extra[DATASTORE_FIELD] = str(url)
+    if pending:
+        extra[PENDING_FIELD] = {k: {"size": f.size, "mtimeNs": f.mtime_ns} for k, f in sorted(pending.items())}
+    base = idx.Index(entries={e.key: e for e in entries}, last_pulled=idx.now_timestamp(), extra=extra)
+    # A FIFO or symlink at the base's path is replaced (never written through); a directory there is a
+    # local I/O failure (exit 4): a hydrate promises a valid local index.
+    write_under(directory, INDEX_KEY, lambda out: out.writelines(idx.stream(base)), replace_special=True)
     fsync_directory(directory)
 
 

@@ -178,9 +178,10 @@ class _Handler(BaseHTTPRequestHandler):
             data = rewrite(self.command, self.path, status, data)
         self.send_response(status)
         for name, value in reply_headers:
-            if name.lower() != "content-length":
+            if name.lower() != "content-length" or self.command == "HEAD":
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command == "HEAD":
             data = b""
