@@ -374,6 +374,18 @@ def _refuse_unshardable(keys: Iterable[str], describe: Describe) -> None:
         )
 
 
+def refuse_unwritable(layout: Layout, keys: Iterable[str], describe: Describe = _same) -> None:
+    """:class:`BadInput` for keys this layout cannot index, before a single data object is uploaded.
+
+    Every layout refuses keys that are not data; shard-first also refuses keys with no shard.
+    :func:`plan_write` checks the same again, this lets push fail before its uploads.
+    """
+    keys = list(keys)
+    _refuse_non_data(keys)
+    if layout.mode is Mode.SHARD_FIRST:
+        _refuse_unshardable(keys, describe)
+
+
 def _monolith_write(index: idx.Index) -> Write:
     return Write(INDEX_KEY, idx.stream(index, with_local=False), Kind.INDEX, conditional=True)
 

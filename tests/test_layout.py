@@ -465,6 +465,16 @@ def test_shard_first_refuses_a_key_without_shard_and_writes_nothing(key):
     assert caught.value.exit_code == 2
 
 
+def test_unwritable_keys_are_refused_before_any_upload():
+    keys = ["audit/ok", "data/a/b"]
+    lay.refuse_unwritable(lay.Layout(), keys)  # the monolith holds any data key
+    lay.refuse_unwritable(lay.Layout(meta=lay.Meta(1, ())), keys)
+    with pytest.raises(BadInput, match="data/a/b"):
+        lay.refuse_unwritable(lay.Layout(meta=lay.Meta(2, (), 0)), iter(keys))
+    with pytest.raises(BadInput, match="not a data key"):
+        lay.refuse_unwritable(lay.Layout(), ["_control/x"])
+
+
 @pytest.mark.parametrize("key", [".datastore-index.json", "_index/x.json", "a/.lock", "../x", "dir/"])
 def test_a_key_that_is_not_data_is_refused_in_every_mode(key):
     for layout in (lay.Layout(), lay.Layout(meta=lay.Meta(1, ())), lay.Layout(meta=lay.Meta(2, (), 0))):
