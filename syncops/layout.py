@@ -519,9 +519,10 @@ def plan_replace(
 ) -> WritePlan:
     """The objects a rebuild or repair must produce to make ``index`` the one in force.
 
-    Monolith: the monolith. Dual-write: it, then every shard of it and a v1 meta (swamp's
-    ``writePartitionedIndex`` without dirty keys). Shard-first: every shard of ``index``, every
-    listed shard it no longer has written empty, then ``_meta.json`` with ``commitSeq + 1``.
+    Monolith: the monolith. Dual-write: it, then every shard of it (swamp's
+    ``writePartitionedIndex`` without dirty keys), every shard it no longer has written empty, and a
+    v1 meta. Shard-first: every shard of ``index``, every listed shard it no longer has written
+    empty, then ``_meta.json`` with ``commitSeq + 1``.
     """
     plan = WritePlan(layout.mode)
     _refuse_non_data(index.entries)
@@ -531,6 +532,8 @@ def plan_replace(
         return plan
     if plan.mode is Mode.DUAL_WRITE:
         dirty = {home for home in map(shard_home, index.entries) if home is not None}
+        dirty.update(layout.meta.partitions if layout.meta else ())  # a copy of nothing left: written empty
+        dirty.update(layout.shards)
         return _dual_write_plan(layout, index, dirty, describe, plan)
     assert layout.meta is not None
     _refuse_unshardable(index.entries, describe)

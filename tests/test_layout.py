@@ -584,6 +584,11 @@ def test_replace_in_dual_write_rewrites_every_shard():
     layout = lay.Layout(monolith=mono(entry("audit/old")), meta=lay.Meta(1, ("audit",)))
     plan = lay.plan_replace(layout, mono(entry("audit/a"), entry("logs/b"), entry("data/x")))
     assert [w.key for w in plan.writes] == [INDEX_KEY, "_index/audit.json", "_index/logs.json", lay.META_KEY]
+    dropped = lay.Layout(monolith=mono(entry("files/old")), meta=lay.Meta(1, ("files",)))
+    plan = lay.plan_replace(dropped, mono(entry("audit/a")))
+    assert [w.key for w in plan.writes] == [INDEX_KEY, "_index/audit.json", "_index/files.json", lay.META_KEY]
+    assert plan.shards["files"].entries == {}  # no stale copy left for swamp's scoped pulls
+    assert plan.meta == lay.Meta(1, ("audit",))
 
 
 def test_replace_in_shard_first_refuses_keys_without_shard():
