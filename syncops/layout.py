@@ -390,9 +390,7 @@ def _monolith_write(index: idx.Index) -> Write:
     return Write(INDEX_KEY, idx.stream(index, with_local=False), Kind.INDEX, conditional=True)
 
 
-def _dual_write_plan(
-    layout: Layout, new_monolith: idx.Index, dirty: set[str], describe: Describe, plan: WritePlan
-) -> WritePlan:
+def _dual_write_plan(layout: Layout, new_monolith: idx.Index, dirty: set[str], plan: WritePlan) -> WritePlan:
     """Monolith first (the truth, conditional), then its copies: dirty shards, then a v1 meta.
 
     As swamp's ``writePartitionedIndex``: a shard holds every monolith entry of its partition, and
@@ -484,7 +482,7 @@ def plan_write(
             plan.warnings.append(
                 f"{escape_key(key)}: its partition would be {META_KEY} itself; kept in the monolith, no shard written"
             )
-        return _dual_write_plan(layout, new_monolith, dirty, describe, plan)
+        return _dual_write_plan(layout, new_monolith, dirty, plan)
 
     assert layout.meta is not None
     _refuse_unshardable(changes, describe)
@@ -534,7 +532,7 @@ def plan_replace(
         dirty = {home for home in map(shard_home, index.entries) if home is not None}
         dirty.update(layout.meta.partitions if layout.meta else ())  # a copy of nothing left: written empty
         dirty.update(layout.shards)
-        return _dual_write_plan(layout, index, dirty, describe, plan)
+        return _dual_write_plan(layout, index, dirty, plan)
     assert layout.meta is not None
     _refuse_unshardable(index.entries, describe)
     rewrite: dict[str, dict[str, idx.Entry]] = {p: {} for p in layout.meta.partitions}
