@@ -74,7 +74,7 @@ if not settings.versioning:
 pulumi.export("provider", settings.cloud)
 pulumi.export("bucketName", datastore.bucket_name)
 pulumi.export("datastoreUrl", datastore.datastore_url)
-pulumi.export("indexKey", settings.index_key)
+pulumi.export("indexKey", datastore.index_key)
 pulumi.export("iamPolicy", datastore.access_policies)
 
 if settings.bootstrap:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
+from syncops.keys import INDEX_KEY
 from syncops.provision.policy import gcs_access_policies
+from syncops.stores.base import DatastoreUrl
 
 
 @dataclass
@@ -36,6 +38,7 @@ class GcpDatastoreBucket(pulumi.ComponentResource):
     bucket: gcp.storage.Bucket
     bucket_name: pulumi.Output[str]
     datastore_url: pulumi.Output[str]
+    index_key: pulumi.Output[str]
     access_policies: pulumi.Output[dict]
     settings: list[pulumi.Resource]
 
@@ -87,12 +90,15 @@ class GcpDatastoreBucket(pulumi.ComponentResource):
 
         prefix = args.prefix
         self.bucket_name = self.bucket.name
-        self.datastore_url = self.bucket.name.apply(lambda b: f"gs://{b}/{prefix}" if prefix else f"gs://{b}")
+        url = self.bucket.name.apply(lambda b: DatastoreUrl.for_bucket("gs", b, prefix))
+        self.datastore_url = url.apply(str)
+        self.index_key = url.apply(lambda u: u.full_key(INDEX_KEY))
         self.access_policies = self.bucket.name.apply(lambda b: gcs_access_policies(b, prefix))
         self.register_outputs(
             {
                 "bucketName": self.bucket_name,
                 "datastoreUrl": self.datastore_url,
+                "indexKey": self.index_key,
                 "accessPolicies": self.access_policies,
             }
         )

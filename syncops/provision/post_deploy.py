@@ -22,9 +22,11 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
+from syncops.provision.config import SCHEMES
+from syncops.stores.base import DatastoreUrl
+
 #: The inputs whose change means "a different datastore": discovery runs again.
 WATCHED_INPUTS = ("cloud", "bucket", "prefix")
-_SCHEMES = {"aws": "s3", "gcp": "gs"}
 
 
 class PostDeployFailed(Exception):
@@ -36,10 +38,10 @@ class PostDeployFailed(Exception):
 
 
 def datastore_url(cloud: str, bucket: str, prefix: str) -> str:
-    scheme = _SCHEMES.get(cloud)
+    scheme = SCHEMES.get(cloud)
     if scheme is None:
         raise ValueError(f"unknown cloud {cloud!r}")
-    return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
+    return str(DatastoreUrl.for_bucket(scheme, bucket, prefix))
 
 
 def run_discovery(url: str) -> dict[str, Any]:
