@@ -16,6 +16,7 @@ from pulumi.automation import CommandError, OutputValue
 from pulumi.automation._cmd import CommandResult
 
 from syncops.errors import BadInput
+from syncops.provision.failure import PostDeployFailed
 from syncops.provision.post_deploy import DiscoveryProvider
 from syncops.provision.up import DeployFailed, up
 from tests.conftest import Datastore, clean_environment, run_cli
@@ -132,6 +133,28 @@ def test_failed_post_deploy_exits_with_syncops_own_code_and_message(tmp_path: Pa
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("exit_code", [3, 4, 6])
+def test_the_step_and_syncops_up_share_one_failure_format(exit_code: int, tmp_path: Path) -> None:
+    """What the post-deploy step raises is what `syncops up` parses: a message over two lines comes back whole."""
+    raised = PostDeployFailed("gs://acme-dev/env/dev", "index is corrupt:\nnot JSON at byte 0", exit_code)
+    engine_output = f"error: Exception: {raised}\n    at the dynamic provider\n"
+    stack = InjectedStack(error=CommandError(CommandResult(stdout="", stderr=engine_output, code=255)))
+
+    with pytest.raises(DeployFailed) as failed:
+        up(stack=stack, target=tmp_path / "cache", emit=lambda line: None)
+
+    assert failed.value.exit_code == exit_code
+    assert str(failed.value) == f"pulumi up of stack 'dev' failed: {raised}"
+    assert "index is corrupt: not JSON at byte 0" in str(failed.value)
+    assert "dynamic provider" not in str(failed.value)
+    found = PostDeployFailed.find(engine_output)
+    assert found is not None and (found.url, found.message, found.exit_code) == (
+        raised.url,
+        raised.message,
+        raised.exit_code,
+    )
+
+
 def test_any_other_failed_deploy_exits_4_and_never_bootstraps(tmp_path: Path) -> None:
     stack = InjectedStack(error=CommandError(CommandResult(stdout="", stderr="error: quota exceeded", code=255)))
 
@@ -176,7 +199,7 @@ def test_up_outside_a_pulumi_project_exits_2(tmp_path: Path) -> None:
 
 #: The modules of syncops/provision/ that must import without the Pulumi SDK: `syncops up` reports a
 #: missing SDK or CLI with its own message, never an ImportError.
-PULUMI_FREE_PROVISION = ("syncops.provision", "syncops.provision.up")
+PULUMI_FREE_PROVISION = ("syncops.provision", "syncops.provision.failure", "syncops.provision.up")
 
 
 def test_engine_never_imports_pulumi() -> None:

@@ -23,18 +23,13 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
 from syncops.provision.config import SCHEMES
+from syncops.provision.failure import PostDeployFailed
 from syncops.stores.base import DatastoreUrl
 
 #: The inputs whose change means "a different datastore": discovery runs again.
 WATCHED_INPUTS = ("cloud", "bucket", "prefix")
 
-
-class PostDeployFailed(Exception):
-    """Discovery failed; the message is syncops's own, tagged with the exit code the CLI would use."""
-
-    def __init__(self, url: str, message: str, exit_code: int) -> None:
-        super().__init__(f"syncops discovery of {url} failed (syncops exit code {exit_code}): {message}")
-        self.exit_code = exit_code
+__all__ = ["DiscoveryProvider", "PostDeployDiscovery", "PostDeployFailed", "datastore_url", "run_discovery"]
 
 
 def datastore_url(cloud: str, bucket: str, prefix: str) -> str:
