@@ -44,9 +44,13 @@ class AwsDatastoreBucket(pulumi.ComponentResource):
     index_key: pulumi.Output[str]
     access_policies: pulumi.Output[dict]
     settings: list[pulumi.Resource]
+    provider: pulumi.ProviderResource | None
 
     def __init__(self, name: str, args: AwsDatastoreBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("syncops:aws:DatastoreBucket", name, None, opts)
+        #: The explicit provider (``opts.provider``/``providers``) the bucket is managed with, None for the
+        #: default one: the post-deploy step must reach the bucket with the same settings.
+        self.provider = self.get_provider("aws:s3/bucket:Bucket")
         child = pulumi.ResourceOptions(parent=self)
 
         self.bucket = aws.s3.Bucket(

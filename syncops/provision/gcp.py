@@ -41,9 +41,13 @@ class GcpDatastoreBucket(pulumi.ComponentResource):
     index_key: pulumi.Output[str]
     access_policies: pulumi.Output[dict]
     settings: list[pulumi.Resource]
+    provider: pulumi.ProviderResource | None
 
     def __init__(self, name: str, args: GcpDatastoreBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("syncops:gcp:DatastoreBucket", name, None, opts)
+        #: The explicit provider the bucket is managed with, None for the default one: the post-deploy
+        #: step must reach the bucket with the same settings.
+        self.provider = self.get_provider("gcp:storage/bucket:Bucket")
         self.settings = []
         bucket_depends_on: list[pulumi.Resource] = []
         encryption = None
