@@ -1,7 +1,10 @@
 """The syncops Pulumi program: one datastore bucket (S3 or GCS), secure by default, made usable by
 syncops discovery before ``pulumi up`` returns.
 
-All ``syncops:*`` configuration is read and validated here, before any resource is declared.
+All configuration is read and validated here, before any resource is declared: the ``syncops:*``
+settings, and the ``aws:*`` / ``gcp:*`` provider settings that select credentials, region, project
+and endpoint, which the post-deploy step needs to reach the bucket as the provider does (secrets are
+read as secrets and stay secrets).
 """
 
 import pulumi
@@ -14,6 +17,7 @@ from syncops.provision import (
     PostDeployDiscovery,
     parse_settings,
 )
+from syncops.provision.access import Access, aws_access, gcp_access
 
 config = pulumi.Config("syncops")
 settings = parse_settings(
@@ -35,6 +39,21 @@ settings = parse_settings(
     },
     {"tags": config.get_object("tags"), "labels": config.get_object("labels")},
 )
+
+access: Access
+if settings.cloud == "aws":
+    aws = pulumi.Config("aws")
+    access = aws_access(
+        {key: aws.get(key) for key in ("profile", "region")},
+        {key: aws.get_object(key) for key in ("endpoints", "assumeRoles", "assumeRole")},
+        {key: aws.get_secret(key) for key in ("accessKey", "secretKey", "token")},
+    )
+else:
+    gcp = pulumi.Config("gcp")
+    access = gcp_access(
+        {"project": gcp.get("project")},
+        {key: gcp.get_secret(key) for key in ("credentials", "accessToken")},
+    )
 
 datastore: AwsDatastoreBucket | GcpDatastoreBucket
 if settings.cloud == "aws":
@@ -74,7 +93,7 @@ if not settings.versioning:
 pulumi.export("provider", settings.cloud)
 pulumi.export("bucketName", datastore.bucket_name)
 pulumi.export("datastoreUrl", datastore.datastore_url)
-pulumi.export("indexKey", settings.index_key)
+pulumi.export("indexKey", datastore.index_key)
 pulumi.export("iamPolicy", datastore.access_policies)
 
 if settings.bootstrap:
@@ -83,7 +102,8 @@ if settings.bootstrap:
         cloud=settings.cloud,
         bucket=datastore.bucket_name,
         prefix=settings.prefix,
-        opts=pulumi.ResourceOptions(depends_on=[datastore.bucket, *datastore.settings]),
+        access=access,
+        opts=pulumi.ResourceOptions(depends_on=[datastore.bucket, *datastore.settings], provider=datastore.provider),
     )
     pulumi.export("indexStatus", discovery.index_status)
     pulumi.export("indexEntries", discovery.index_entries)

@@ -304,7 +304,7 @@ def up(stack_name: str | None, work_dir: Path, directory: Path, concurrency: int
     """Run `pulumi up` for the stack (Automation API), then bootstrap DIR from its datastoreUrl."""
 
     def action() -> Report:
-        from syncops.up import up as run
+        from syncops.provision.up import up as run
 
         return run(
             stack_name=stack_name,

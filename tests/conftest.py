@@ -45,6 +45,16 @@ def seaweed() -> Iterator[servers.Server]:
 
 
 @pytest.fixture(scope="session")
+def seaweed_sts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
+    """A SeaweedFS with its STS on: the test identity may assume ``servers.STS_ROLES``, in a chain too."""
+    config = tmp_path_factory.mktemp("seaweed-iam") / "iam.json"
+    config.write_text(json.dumps(servers.sts_iam_config()))
+    server = servers.start_seaweed(extra_args=(f"-s3.iam.config={config}",))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def fake_gcs() -> Iterator[servers.Server]:
     server = servers.start_fake_gcs()
     yield server

@@ -99,16 +99,35 @@ class _RecordingMonitor(MockMonitor):
         return response
 
 
+def unwrap_secrets(value: Any) -> Any:
+    """A registered value with its secrets as plain values, as the engine hands inputs to a provider
+    that does not accept secrets (the dynamic provider)."""
+    if pulumi.runtime.rpc.is_rpc_secret(value):
+        return unwrap_secrets(pulumi.runtime.rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
 def real_post_deploy(inputs: dict[str, Any]) -> dict[str, Any]:
     """Run the resource's own serialized provider, as the dynamic-provider process would."""
     provider = dill.loads(base64.b64decode(inputs["__provider"]))
-    return dict(provider.create(inputs).outs)
+    return dict(provider.create(unwrap_secrets(inputs)).outs)
 
 
 def run_program(
-    config: dict[str, Any], *, post_deploy: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    config: dict[str, Any],
+    *,
+    post_deploy: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    program: Callable[[], Any] | None = None,
 ) -> Deployment:
-    """Run ``__main__.py`` with ``syncops:*`` config (objects given as dicts) and return what it did."""
+    """Run ``__main__.py`` (or ``program``) with stack config and return what it did.
+
+    Keys without a namespace are ``syncops:*``; others (``aws:region``) are taken as they are.
+    Objects are given as dicts or lists.
+    """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))  # `pulumi up` runs the program with the project on sys.path
     deployment = Deployment()
@@ -116,12 +135,15 @@ def run_program(
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]  # a fresh stack per run
     pulumi.runtime.set_mocks(mocks, project="syncops", stack="test", preview=False, monitor=_RecordingMonitor(mocks))
     pulumi.runtime.set_all_config(
-        {f"syncops:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+        {k if ":" in k else f"syncops:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
     )
 
     @pulumi.runtime.test
     def execute() -> pulumi.Output[Any]:
-        runpy.run_path(str(PROGRAM), run_name="__main__")
+        if program is None:
+            runpy.run_path(str(PROGRAM), run_name="__main__")
+        else:
+            program()
         stack = runtime_settings.get_root_resource()
         assert stack is not None
         return pulumi.Output.from_input(stack.outputs).apply(deployment.outputs.update)  # type: ignore[attr-defined]

@@ -21,6 +21,8 @@ from typing import Any
 
 ACCESS_KEY = "syncops-test-key"
 SECRET_KEY = "syncops-test-secret"
+#: Roles an STS-enabled SeaweedFS (:func:`sts_iam_config`) lets any authenticated caller assume.
+STS_ROLES = ("arn:aws:iam::000000000000:role/DatastoreDeployer", "arn:aws:iam::000000000000:role/DatastoreWriter")
 
 
 def _ephemeral_low() -> int:
@@ -104,7 +106,7 @@ def s3_client(endpoint: str, access_key: str = ACCESS_KEY, secret_key: str = SEC
     )
 
 
-def _start_seaweed_once(timeout: float) -> Server:
+def _start_seaweed_once(timeout: float, extra_args: tuple[str, ...] = ()) -> Server:
     workdir = Path(tempfile.mkdtemp(prefix="syncops-weed-"))
     names = [
         "s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
@@ -118,6 +120,7 @@ def _start_seaweed_once(timeout: float) -> Server:
         # about 75 here) ran out mid-suite as InternalError on PutObject. Volumes are sparse files.
         "-volume.max=2000",
         *(f"-{name}={port}" for name, port in ports.items()),
+        *extra_args,
     ]  # fmt: skip
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log = workdir / "weed.log"
@@ -145,15 +148,42 @@ def _start_seaweed_once(timeout: float) -> Server:
             time.sleep(0.2)
 
 
-def start_seaweed(attempts: int = 3, timeout: float = 60.0) -> Server:
+def start_seaweed(attempts: int = 3, timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> Server:
     """Start ``weed mini`` (S3 API with SigV4 on loopback), retrying a start that lost a port race."""
     error: Exception | None = None
     for _ in range(attempts):
         try:
-            return _start_seaweed_once(timeout)
+            return _start_seaweed_once(timeout, extra_args)
         except RuntimeError as exc:
             error = exc
     raise RuntimeError(f"SeaweedFS did not start in {attempts} attempts: {error}")
+
+
+def sts_iam_config(role_arns: tuple[str, ...] = STS_ROLES) -> dict[str, Any]:
+    """SeaweedFS's advanced IAM configuration (``-s3.iam.config``) with its STS on: each role may be
+    assumed by any authenticated caller (an assumed role too, so roles chain) and do anything on S3."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": ["sts:AssumeRole"]}],
+    }
+    allow_all = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:*"], "Resource": "*"}],
+    }
+    return {
+        "sts": {
+            "tokenDuration": 3600 * 10**9,
+            "maxSessionLength": 12 * 3600 * 10**9,
+            "issuer": "syncops-test-sts",
+            "signingKey": "c3luY29wcy10ZXN0LXN0cy1zaWduaW5nLWtleS0zMmI=",
+        },
+        "policy": {"defaultEffect": "Deny", "storeType": "memory"},
+        "roles": [
+            {"roleName": arn.rsplit("/", 1)[1], "roleArn": arn, "trustPolicy": trust, "attachedPolicies": ["AllowAll"]}
+            for arn in role_arns
+        ],
+        "policies": [{"name": "AllowAll", "document": allow_all}],
+    }
 
 
 def start_fake_gcs(attempts: int = 3, timeout: float = 30.0) -> Server:

@@ -9,7 +9,7 @@ import pytest
 
 from syncops import index as idx
 from syncops.discover import entries_from_listing
-from syncops.errors import CorruptIndex
+from syncops.errors import BadInput, CorruptIndex
 from syncops.keys import KeyKind, classify, escape_key, is_internal, unsafe_reason
 from syncops.stores.base import DatastoreUrl, ObjectInfo
 
@@ -226,3 +226,23 @@ def test_listing_drops_internal_markers_namespaces_and_unsafe_keys():
 )
 def test_datastore_urls(text, expected):
     assert DatastoreUrl.parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("scheme", "bucket", "prefix", "text"),
+    [
+        ("s3", "bucket", "", "s3://bucket"),
+        ("s3", "bucket", "/env/prod/", "s3://bucket/env/prod"),
+        ("gs", "b", "p", "gs://b/p"),
+    ],
+)
+def test_datastore_url_for_a_bucket_is_the_url_parse_accepts(scheme, bucket, prefix, text):
+    url = DatastoreUrl.for_bucket(scheme, bucket, prefix)
+    assert str(url) == text
+    assert DatastoreUrl.parse(str(url)) == url
+
+
+@pytest.mark.parametrize(("scheme", "prefix"), [("file", ""), ("http", ""), ("s3", "env/../prod")])
+def test_datastore_url_for_a_bucket_refuses_what_parse_refuses(scheme, prefix):
+    with pytest.raises(BadInput):
+        DatastoreUrl.for_bucket(scheme, "bucket", prefix)

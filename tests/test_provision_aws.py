@@ -9,11 +9,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pulumi
+import pulumi_aws as aws
 import pytest
 import yaml
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
+from syncops.provision.access import aws_access
+from syncops.provision.aws import AwsDatastoreBucket, AwsDatastoreBucketArgs
 from syncops.provision.config import ConfigError
-from syncops.provision.post_deploy import PostDeployFailed
+from syncops.provision.post_deploy import DiscoveryProvider, PostDeployDiscovery, PostDeployFailed
+from tests import servers
 from tests.conftest import Datastore
 from tests.pulumi_program import POST_DEPLOY_TYPE, ROOT, Deployment, real_post_deploy, run_program
 
@@ -239,9 +245,9 @@ def test_bad_config_fails_before_any_resource_with_a_clear_message(config: dict[
 def test_example_stack_file_runs() -> None:
     stack = yaml.safe_load((ROOT / "stacks" / "Pulumi.aws-dev.yaml").read_text())["config"]
     assert stack["syncops:cloud"] == "aws" and "aws:region" in stack
-    config = {k.removeprefix("syncops:"): v for k, v in stack.items() if k.startswith("syncops:")}
-    deployment = run_program(config)
+    deployment = run_program(stack)
     assert deployment.outputs["datastoreUrl"] == "s3://datastore-4f7a2c1/datastore"
+    assert deployment.one(POST_DEPLOY_TYPE).inputs["aws_region"] == stack["aws:region"]
     assert deployment.one(BUCKET).inputs["tags"] == {"managed-by": "syncops", "environment": "dev", "team": "platform"}
 
 
@@ -281,3 +287,173 @@ def test_pulumi_up_fails_on_access_denied_with_syncops_message(
 
     assert ds.bucket in str(failed.value)
     assert ds.index() is None
+
+
+# -- the stack's aws:* settings reach the post-deploy step (issue 13, item 3) ------------------------------
+
+ROLE = "arn:aws:iam::111122223333:role/datastore-deployer"
+STACK_AWS = {
+    "aws:profile": "acme-prod",
+    "aws:region": "eu-west-1",
+    "aws:endpoints": [{"s3": "https://s3.proxy.example"}, {"sts": "https://sts.proxy.example"}],
+    "aws:accessKey": "AKIASTACKKEY",
+    "aws:secretKey": "stack-secret-key",
+    "aws:token": "stack-session-token",
+    "aws:assumeRoles": [{"roleArn": ROLE, "sessionName": "deploy", "duration": "1h30m", "externalId": "acme"}],
+}
+SECRETS = ("AKIASTACKKEY", "stack-secret-key", "stack-session-token")
+
+
+def test_post_deploy_inputs_carry_the_stacks_aws_settings_with_secrets_as_secrets() -> None:
+    deployment = run_program({"cloud": "aws", **STACK_AWS})
+    inputs = deployment.one(POST_DEPLOY_TYPE).inputs
+
+    assert inputs["aws_profile"] == "acme-prod"
+    assert inputs["aws_region"] == "eu-west-1"
+    assert inputs["aws_endpoint"] == "https://s3.proxy.example"
+    assert inputs["aws_sts_endpoint"] == "https://sts.proxy.example"
+    assert inputs["aws_assume_roles"] == [
+        {"role_arn": ROLE, "session_name": "deploy", "duration_seconds": 5400, "external_id": "acme"}
+    ]
+    for key, value in zip(("aws_access_key", "aws_secret_key", "aws_token"), SECRETS, strict=True):
+        assert is_rpc_secret(inputs[key]), key
+        assert unwrap_rpc_secret(inputs[key]) == value
+    for key in ("aws_profile", "aws_region", "aws_endpoint", "aws_assume_roles"):
+        assert not is_rpc_secret(inputs[key]), key
+    assert not [secret for secret in SECRETS if secret in json.dumps(deployment.outputs)]
+
+
+def test_without_aws_settings_the_step_keeps_the_machines_defaults(default: Deployment) -> None:
+    inputs = default.one(POST_DEPLOY_TYPE).inputs
+    assert not [key for key in inputs if key.startswith("aws_") and inputs[key] is not None]
+
+
+def test_the_older_single_assume_role_is_honoured() -> None:
+    deployment = run_program({"cloud": "aws", "aws:assumeRole": {"roleArn": ROLE, "durationSeconds": 900}})
+    assert deployment.one(POST_DEPLOY_TYPE).inputs["aws_assume_roles"] == [{"role_arn": ROLE, "duration_seconds": 900}]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"aws:accessKey": "AKIAONLY"}, "aws:accessKey and aws:secretKey must be set together"),
+        ({"aws:secretKey": "only-the-secret"}, "aws:accessKey and aws:secretKey must be set together"),
+        ({"aws:assumeRoles": [{"sessionName": "x"}]}, "aws:assumeRoles[0] has no roleArn"),
+        ({"aws:assumeRoles": [{"roleArn": ROLE, "duration": "90 minutes"}]}, "must be a duration such as 15m"),
+        (
+            {"aws:assumeRoles": [{"roleArn": ROLE, "role": "x"}]},
+            "aws:assumeRoles[0].role is not an assume-role setting",
+        ),
+        (
+            {"aws:assumeRoles": [{"roleArn": ROLE}], "aws:assumeRole": {"roleArn": ROLE}},
+            "aws:assumeRoles and aws:assumeRole are both set",
+        ),
+        ({"aws:endpoints": ["https://s3.example"]}, "aws:endpoints must be a list of maps"),
+    ],
+)
+def test_bad_aws_settings_fail_before_any_resource(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        run_program({"cloud": "aws", **config})
+    assert message in str(error.value)
+    assert "only-the-secret" not in str(error.value)
+
+
+def _machine_is_denied(ds: Datastore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deploying machine's own keys and endpoint cannot reach the bucket: only the stack's can."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMACHINEDEFAULT")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "the-machines-own-secret")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    with pytest.raises(PostDeployFailed):  # not even the machine's keys against the right endpoint
+        DiscoveryProvider().create({"cloud": "aws", "bucket": ds.bucket, "prefix": "", "aws_endpoint": ds.endpoint})
+
+
+def test_pulumi_up_reaches_the_bucket_with_the_stacks_endpoint_and_keys(
+    make_datastore: Callable[..., Datastore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The program with its real post-deploy provider; only the stack's aws:* settings can reach SeaweedFS."""
+    ds = make_datastore("s3")
+    ds.seed({"models/a.json": b"{}", "models/b.json": b"[]"})
+    _machine_is_denied(ds, monkeypatch)
+
+    deployment = run_program(
+        {
+            "cloud": "aws",
+            "bucketName": ds.bucket,
+            "aws:region": "us-east-1",
+            "aws:endpoints": [{"s3": ds.endpoint}],
+            "aws:accessKey": servers.ACCESS_KEY,
+            "aws:secretKey": servers.SECRET_KEY,
+        },
+        post_deploy=real_post_deploy,
+    )
+
+    assert deployment.outputs["indexStatus"] == "discovered"
+    assert deployment.outputs["indexEntries"] == 2
+    assert ds.index() is not None
+    assert servers.SECRET_KEY not in json.dumps(deployment.outputs)
+
+
+def explicit_provider_program(provider_args: dict[str, Any], bucket_name: str | None = None) -> Callable[[], None]:
+    """A program of one's own: the datastore managed with an explicit aws.Provider, discovery after it."""
+
+    def program() -> None:
+        prod = aws.Provider("prod", **provider_args)
+        datastore = AwsDatastoreBucket(
+            "datastore", AwsDatastoreBucketArgs(bucket_name=bucket_name), opts=pulumi.ResourceOptions(provider=prod)
+        )
+        stack_access = aws_access({"profile": "stack-profile", "region": "us-west-2"}, {}, {})
+        discovery = PostDeployDiscovery(
+            "datastore-discovery",
+            cloud="aws",
+            bucket=datastore.bucket_name,
+            prefix="",
+            access=stack_access,
+            opts=pulumi.ResourceOptions(depends_on=[datastore.bucket], provider=datastore.provider),
+        )
+        pulumi.export("indexStatus", discovery.index_status)
+
+    return program
+
+
+def test_an_explicit_provider_wins_over_the_stack_config() -> None:
+    deployment = run_program(
+        {"cloud": "aws", "aws:profile": "stack-profile", "aws:region": "us-west-2"},
+        program=explicit_provider_program(
+            {
+                "profile": "prod",
+                "region": "eu-central-1",
+                "access_key": "AKIAPROVIDERKEY",
+                "secret_key": "provider-secret",
+                "endpoints": [aws.ProviderEndpointArgs(s3="https://s3.prod.example")],
+            }
+        ),
+    )
+    assert deployment.one("pulumi:providers:aws").name == "prod"
+    inputs = deployment.one(POST_DEPLOY_TYPE).inputs
+    assert (inputs["aws_profile"], inputs["aws_region"]) == ("prod", "eu-central-1")
+    assert inputs["aws_endpoint"] == "https://s3.prod.example"
+    assert unwrap_rpc_secret(inputs["aws_access_key"]) == "AKIAPROVIDERKEY"
+    assert is_rpc_secret(inputs["aws_secret_key"]) and unwrap_rpc_secret(inputs["aws_secret_key"]) == "provider-secret"
+
+
+def test_pulumi_up_with_an_explicit_provider_reaches_the_bucket_with_its_settings(
+    make_datastore: Callable[..., Datastore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = make_datastore("s3")
+    ds.seed({"models/a.json": b"{}"})
+    _machine_is_denied(ds, monkeypatch)
+    provider_args = {
+        "region": "us-east-1",
+        "access_key": servers.ACCESS_KEY,
+        "secret_key": servers.SECRET_KEY,
+        "endpoints": [aws.ProviderEndpointArgs(s3=ds.endpoint)],
+    }
+
+    deployment = run_program(
+        {"cloud": "aws", "aws:accessKey": "AKIASTACKKEY", "aws:secretKey": "wrong-stack-secret"},
+        program=explicit_provider_program(provider_args, bucket_name=ds.bucket),
+        post_deploy=real_post_deploy,
+    )
+
+    assert deployment.outputs["indexStatus"] == "discovered"
+    assert ds.index() is not None

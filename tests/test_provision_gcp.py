@@ -5,14 +5,23 @@ post-deploy step, the stack outputs, and clear errors for bad configuration.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
+import pulumi
+import pulumi_gcp as gcp
 import pytest
 import yaml
+from google.cloud import storage
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
+from syncops.provision.access import gcp_access
 from syncops.provision.config import ConfigError
+from syncops.provision.gcp import GcpDatastoreBucket, GcpDatastoreBucketArgs
+from syncops.provision.post_deploy import PostDeployDiscovery
 from tests.conftest import Datastore
+from tests.proxy import Proxy
 from tests.pulumi_program import GCS_AGENT, POST_DEPLOY_TYPE, ROOT, Deployment, real_post_deploy, run_program
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -177,9 +186,9 @@ def test_bad_config_fails_before_any_resource_with_a_clear_message(config: dict[
 def test_example_stack_file_runs() -> None:
     stack = yaml.safe_load((ROOT / "stacks" / "Pulumi.gcp-dev.yaml").read_text())["config"]
     assert stack["syncops:cloud"] == "gcp" and "gcp:project" in stack
-    config = {k.removeprefix("syncops:"): v for k, v in stack.items() if k.startswith("syncops:")}
-    deployment = run_program(config)
+    deployment = run_program(stack)
     assert deployment.outputs["datastoreUrl"] == "gs://datastore-4f7a2c1/datastore"
+    assert deployment.one(POST_DEPLOY_TYPE).inputs["gcp_project"] == stack["gcp:project"]
     assert bucket(deployment)["labels"] == {"managed-by": "syncops", "environment": "dev", "team": "platform"}
 
 
@@ -196,3 +205,86 @@ def test_pulumi_up_against_a_bucket_full_of_unindexed_data_publishes_its_index(
     assert deployment.outputs["indexEntries"] == 1
     index = ds.index()
     assert index is not None and list(index["entries"]) == ["models/a.json"]
+
+
+# -- the stack's gcp:* settings reach the post-deploy step (issue 13, item 3) ------------------------------
+
+KEY_JSON = '{"type": "service_account", "client_email": "deployer@acme.iam.gserviceaccount.com"}'
+
+
+@pytest.mark.parametrize(
+    ("secret_config", "secret_input", "value"),
+    [("gcp:credentials", "gcp_credentials", KEY_JSON), ("gcp:accessToken", "gcp_access_token", "ya29.stack-token")],
+)
+def test_post_deploy_inputs_carry_the_stacks_gcp_settings_with_secrets_as_secrets(
+    secret_config: str, secret_input: str, value: str
+) -> None:
+    deployment = run_program({"cloud": "gcp", "gcp:project": "acme-data", secret_config: value})
+    inputs = deployment.one(POST_DEPLOY_TYPE).inputs
+
+    assert inputs["gcp_project"] == "acme-data" and not is_rpc_secret(inputs["gcp_project"])
+    assert is_rpc_secret(inputs[secret_input]) and unwrap_rpc_secret(inputs[secret_input]) == value
+    assert value not in json.dumps(deployment.outputs)
+    assert not [key for key in inputs if key.startswith("aws_") and inputs[key] is not None]
+
+
+def test_gcp_credentials_and_access_token_together_are_refused() -> None:
+    with pytest.raises(ConfigError, match="gcp:credentials and gcp:accessToken are both set") as error:
+        run_program({"cloud": "gcp", "gcp:credentials": KEY_JSON, "gcp:accessToken": "ya29.stack-token"})
+    assert "ya29" not in str(error.value) and "deployer@" not in str(error.value)
+
+
+class _RecordingClient(storage.Client):
+    projects: list[str | None] = []
+
+    def __init__(self, project: Any = None, *args: Any, **kwargs: Any) -> None:
+        _RecordingClient.projects.append(project)
+        super().__init__(project, *args, **kwargs)
+
+
+def test_pulumi_up_reaches_the_bucket_with_the_stacks_project_and_token(
+    make_datastore: Callable[..., Datastore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The program with its real post-deploy provider: gcp:project reaches the client, the token the server."""
+    ds = make_datastore("gcs")
+    ds.seed({"models/a.json": b"{}"})
+    monkeypatch.setattr(_RecordingClient, "projects", [])
+    monkeypatch.setattr(storage, "Client", _RecordingClient)
+    with Proxy(ds.endpoint) as server:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.endpoint)
+        monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "the-machines-project")
+
+        deployment = run_program(
+            {"cloud": "gcp", "bucketName": ds.bucket, "gcp:project": "acme-data", "gcp:accessToken": "ya29.stack"},
+            post_deploy=real_post_deploy,
+        )
+
+    assert deployment.outputs["indexStatus"] == "discovered"
+    assert _RecordingClient.projects == ["acme-data"]
+    assert {seen.headers.get("authorization") for seen in server.seen} == {"Bearer ya29.stack"}
+
+
+def test_an_explicit_provider_wins_over_the_stack_config() -> None:
+    def program() -> None:
+        prod = gcp.Provider("prod", project="acme-prod", access_token="ya29.provider-token")
+        datastore = GcpDatastoreBucket(
+            "datastore", GcpDatastoreBucketArgs(), opts=pulumi.ResourceOptions(provider=prod)
+        )
+        PostDeployDiscovery(
+            "datastore-discovery",
+            cloud="gcp",
+            bucket=datastore.bucket_name,
+            prefix="",
+            access=gcp_access({"project": "stack-project"}, {"credentials": pulumi.Output.secret(KEY_JSON)}),
+            opts=pulumi.ResourceOptions(depends_on=[datastore.bucket], provider=datastore.provider),
+        )
+
+    deployment = run_program({"cloud": "gcp", "gcp:project": "stack-project"}, program=program)
+    inputs = deployment.one(POST_DEPLOY_TYPE).inputs
+
+    assert inputs["gcp_project"] == "acme-prod"
+    assert (
+        is_rpc_secret(inputs["gcp_access_token"])
+        and unwrap_rpc_secret(inputs["gcp_access_token"]) == "ya29.provider-token"
+    )
+    assert unwrap_rpc_secret(inputs["gcp_credentials"]) is None

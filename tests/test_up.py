@@ -16,8 +16,9 @@ from pulumi.automation import CommandError, OutputValue
 from pulumi.automation._cmd import CommandResult
 
 from syncops.errors import BadInput
+from syncops.provision.failure import PostDeployFailed
 from syncops.provision.post_deploy import DiscoveryProvider
-from syncops.up import DeployFailed, up
+from syncops.provision.up import DeployFailed, up
 from tests.conftest import Datastore, clean_environment, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,6 +133,28 @@ def test_failed_post_deploy_exits_with_syncops_own_code_and_message(tmp_path: Pa
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("exit_code", [3, 4, 6])
+def test_the_step_and_syncops_up_share_one_failure_format(exit_code: int, tmp_path: Path) -> None:
+    """What the post-deploy step raises is what `syncops up` parses: a message over two lines comes back whole."""
+    raised = PostDeployFailed("gs://acme-dev/env/dev", "index is corrupt:\nnot JSON at byte 0", exit_code)
+    engine_output = f"error: Exception: {raised}\n    at the dynamic provider\n"
+    stack = InjectedStack(error=CommandError(CommandResult(stdout="", stderr=engine_output, code=255)))
+
+    with pytest.raises(DeployFailed) as failed:
+        up(stack=stack, target=tmp_path / "cache", emit=lambda line: None)
+
+    assert failed.value.exit_code == exit_code
+    assert str(failed.value) == f"pulumi up of stack 'dev' failed: {raised}"
+    assert "index is corrupt: not JSON at byte 0" in str(failed.value)
+    assert "dynamic provider" not in str(failed.value)
+    found = PostDeployFailed.find(engine_output)
+    assert found is not None and (found.url, found.message, found.exit_code) == (
+        raised.url,
+        raised.message,
+        raised.exit_code,
+    )
+
+
 def test_any_other_failed_deploy_exits_4_and_never_bootstraps(tmp_path: Path) -> None:
     stack = InjectedStack(error=CommandError(CommandResult(stdout="", stderr="error: quota exceeded", code=255)))
 
@@ -174,14 +197,23 @@ def test_up_outside_a_pulumi_project_exits_2(tmp_path: Path) -> None:
     assert "is not a Pulumi project (no Pulumi.yaml)" in result.stderr
 
 
+#: The modules of syncops/provision/ that must import without the Pulumi SDK: `syncops up` reports a
+#: missing SDK or CLI with its own message, never an ImportError.
+PULUMI_FREE_PROVISION = ("syncops.provision", "syncops.provision.failure", "syncops.provision.up")
+
+
 def test_engine_never_imports_pulumi() -> None:
-    """`syncops bootstrap` must run where the Pulumi SDK is absent: only provision/ and up.py may use it."""
+    """`syncops bootstrap` must run where the Pulumi SDK is absent: only provision/ may use it, and
+    `syncops up`'s own module imports it only when a real stack is selected."""
     script = (
         "import importlib, pkgutil, sys\n"
         "sys.modules['pulumi'] = None  # any `import pulumi` now raises ImportError\n"
         "import syncops\n"
+        f"pulumi_free = {PULUMI_FREE_PROVISION!r}\n"
         "for module in pkgutil.walk_packages(syncops.__path__, 'syncops.'):\n"
-        "    if module.name.startswith('syncops.provision') or module.name in ('syncops.up', 'syncops.__main__'):\n"
+        "    if module.name.startswith('syncops.provision') and module.name not in pulumi_free:\n"
+        "        continue\n"
+        "    if module.name == 'syncops.__main__':\n"
         "        continue\n"
         "    importlib.import_module(module.name)\n"
         "    print(module.name)\n"
@@ -190,4 +222,6 @@ def test_engine_never_imports_pulumi() -> None:
 
     assert proc.returncode == 0, proc.stderr
     imported = proc.stdout.split()
-    assert {"syncops.cli", "syncops.discover", "syncops.hydrate", "syncops.stores.s3"} <= set(imported)
+    assert {"syncops.cli", "syncops.discover", "syncops.hydrate", "syncops.stores.s3", *PULUMI_FREE_PROVISION} <= set(
+        imported
+    )

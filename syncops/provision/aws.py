@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from syncops.keys import INDEX_KEY
 from syncops.provision.policy import aws_access_policies, aws_tls_only_policy
+from syncops.stores.base import DatastoreUrl
 
 
 @dataclass
@@ -39,11 +41,16 @@ class AwsDatastoreBucket(pulumi.ComponentResource):
     bucket: aws.s3.Bucket
     bucket_name: pulumi.Output[str]
     datastore_url: pulumi.Output[str]
+    index_key: pulumi.Output[str]
     access_policies: pulumi.Output[dict]
     settings: list[pulumi.Resource]
+    provider: pulumi.ProviderResource | None
 
     def __init__(self, name: str, args: AwsDatastoreBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("syncops:aws:DatastoreBucket", name, None, opts)
+        #: The explicit provider (``opts.provider``/``providers``) the bucket is managed with, None for the
+        #: default one: the post-deploy step must reach the bucket with the same settings.
+        self.provider = self.get_provider("aws:s3/bucket:Bucket")
         child = pulumi.ResourceOptions(parent=self)
 
         self.bucket = aws.s3.Bucket(
@@ -135,13 +142,16 @@ class AwsDatastoreBucket(pulumi.ComponentResource):
 
         prefix = args.prefix
         self.bucket_name = self.bucket.bucket
-        self.datastore_url = self.bucket.bucket.apply(lambda b: f"s3://{b}/{prefix}" if prefix else f"s3://{b}")
+        url = self.bucket.bucket.apply(lambda b: DatastoreUrl.for_bucket("s3", b, prefix))
+        self.datastore_url = url.apply(str)
+        self.index_key = url.apply(lambda u: u.full_key(INDEX_KEY))
         kms_key_id = args.kms_key_id
         self.access_policies = self.bucket.arn.apply(lambda arn: aws_access_policies(arn, prefix, kms_key_id))
         self.register_outputs(
             {
                 "bucketName": self.bucket_name,
                 "datastoreUrl": self.datastore_url,
+                "indexKey": self.index_key,
                 "accessPolicies": self.access_policies,
             }
         )

@@ -15,6 +15,8 @@ from typing import Any
 import pulumi
 
 CLOUDS = ("aws", "gcp")
+#: The datastore URL scheme of each cloud's buckets.
+SCHEMES = {"aws": "s3", "gcp": "gs"}
 #: Days after which a noncurrent object version is deleted, unless ``noncurrentDays`` says otherwise.
 DEFAULT_NONCURRENT_DAYS = 30
 #: Days after which an unfinished multipart upload is aborted (its parts cost money and are invisible).
@@ -55,11 +57,6 @@ class DatastoreSettings:
     labels: dict[str, str] = field(default_factory=dict)
     location: str = DEFAULT_GCP_LOCATION
     soft_delete_days: int = DEFAULT_SOFT_DELETE_DAYS
-
-    @property
-    def index_key(self) -> str:
-        """The object key of the datastore index inside the bucket."""
-        return f"{self.prefix}/.datastore-index.json" if self.prefix else ".datastore-index.json"
 
 
 def _key(name: str) -> str:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
+from syncops.keys import INDEX_KEY
 from syncops.provision.policy import gcs_access_policies
+from syncops.stores.base import DatastoreUrl
 
 
 @dataclass
@@ -36,11 +38,16 @@ class GcpDatastoreBucket(pulumi.ComponentResource):
     bucket: gcp.storage.Bucket
     bucket_name: pulumi.Output[str]
     datastore_url: pulumi.Output[str]
+    index_key: pulumi.Output[str]
     access_policies: pulumi.Output[dict]
     settings: list[pulumi.Resource]
+    provider: pulumi.ProviderResource | None
 
     def __init__(self, name: str, args: GcpDatastoreBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("syncops:gcp:DatastoreBucket", name, None, opts)
+        #: The explicit provider the bucket is managed with, None for the default one: the post-deploy
+        #: step must reach the bucket with the same settings.
+        self.provider = self.get_provider("gcp:storage/bucket:Bucket")
         self.settings = []
         bucket_depends_on: list[pulumi.Resource] = []
         encryption = None
@@ -87,12 +94,15 @@ class GcpDatastoreBucket(pulumi.ComponentResource):
 
         prefix = args.prefix
         self.bucket_name = self.bucket.name
-        self.datastore_url = self.bucket.name.apply(lambda b: f"gs://{b}/{prefix}" if prefix else f"gs://{b}")
+        url = self.bucket.name.apply(lambda b: DatastoreUrl.for_bucket("gs", b, prefix))
+        self.datastore_url = url.apply(str)
+        self.index_key = url.apply(lambda u: u.full_key(INDEX_KEY))
         self.access_policies = self.bucket.name.apply(lambda b: gcs_access_policies(b, prefix))
         self.register_outputs(
             {
                 "bucketName": self.bucket_name,
                 "datastoreUrl": self.datastore_url,
+                "indexKey": self.index_key,
                 "accessPolicies": self.access_policies,
             }
         )

@@ -9,47 +9,53 @@ bootstraps from it. Three promises hold:
   so a denied bucket can never leave a "successful" stack;
 * deleting the resource (``pulumi destroy``, a replacement) never deletes data or the index.
 
-The provider runs in Pulumi's dynamic-provider process with the deploying machine's standard
-credentials (the AWS chain, Application Default Credentials, ``AWS_ENDPOINT_URL``,
-``STORAGE_EMULATOR_HOST``), exactly as ``syncops discover`` would.
+The provider runs in Pulumi's dynamic-provider process on the deploying machine. It reaches the
+bucket with the settings of the cloud provider that manages it (profile, region, keys, assumed roles,
+S3 endpoint; project, key file, access token), handed over as the resource's inputs, secrets as
+Pulumi secrets; see :mod:`syncops.provision.access` for where they come from and which wins. What
+they leave unset comes from the machine's standard chain (the AWS chain, Application Default
+Credentials, ``AWS_ENDPOINT_URL``, ``STORAGE_EMULATOR_HOST``), exactly as ``syncops discover`` would.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
+from syncops.provision.access import ACCESS_INPUTS, Access, explicit_provider, provider_access, store_settings
+from syncops.provision.config import SCHEMES
+from syncops.provision.failure import PostDeployFailed
+from syncops.stores.base import DatastoreUrl
+
 #: The inputs whose change means "a different datastore": discovery runs again.
 WATCHED_INPUTS = ("cloud", "bucket", "prefix")
-_SCHEMES = {"aws": "s3", "gcp": "gs"}
 
-
-class PostDeployFailed(Exception):
-    """Discovery failed; the message is syncops's own, tagged with the exit code the CLI would use."""
-
-    def __init__(self, url: str, message: str, exit_code: int) -> None:
-        super().__init__(f"syncops discovery of {url} failed (syncops exit code {exit_code}): {message}")
-        self.exit_code = exit_code
+__all__ = ["DiscoveryProvider", "PostDeployDiscovery", "PostDeployFailed", "datastore_url", "run_discovery"]
 
 
 def datastore_url(cloud: str, bucket: str, prefix: str) -> str:
-    scheme = _SCHEMES.get(cloud)
+    scheme = SCHEMES.get(cloud)
     if scheme is None:
         raise ValueError(f"unknown cloud {cloud!r}")
-    return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
+    return str(DatastoreUrl.for_bucket(scheme, bucket, prefix))
 
 
-def run_discovery(url: str) -> dict[str, Any]:
-    """Discover ``url`` and describe the outcome as the resource's outputs."""
+def run_discovery(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Discover the datastore the resource's inputs name, as their settings say, and describe the
+    outcome as the resource's outputs (which never hold a setting: secrets stay inputs)."""
     from syncops.discover import discover
     from syncops.errors import SyncopsError
     from syncops.stores import open_store
 
+    cloud, bucket, prefix = str(props["cloud"]), str(props["bucket"]), str(props.get("prefix") or "")
+    url = f"{SCHEMES.get(cloud, cloud)}://{bucket}" + (f"/{prefix}" if prefix else "")  # until checked
     try:
-        store = open_store(url)
+        url = datastore_url(cloud, bucket, prefix)
+        store = open_store(url, settings=store_settings(props))
         try:
             result = discover(store)
         finally:
@@ -72,7 +78,7 @@ class DiscoveryProvider(ResourceProvider):
     serialize_as_secret_always = False
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = {**_inputs(props), **run_discovery(_url(props))}
+        outs = {**_inputs(props), **run_discovery(props)}
         return CreateResult(id_=uuid.uuid4().hex, outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -80,7 +86,7 @@ class DiscoveryProvider(ResourceProvider):
         return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs={**_inputs(news), **run_discovery(_url(news))})
+        return UpdateResult(outs={**_inputs(news), **run_discovery(news)})
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Forget the resource only: the datastore's objects and index belong to its users, not to Pulumi."""
@@ -90,12 +96,13 @@ def _inputs(props: dict[str, Any]) -> dict[str, Any]:
     return {key: props.get(key) or "" for key in WATCHED_INPUTS}
 
 
-def _url(props: dict[str, Any]) -> str:
-    return datastore_url(str(props["cloud"]), str(props["bucket"]), str(props.get("prefix") or ""))
-
-
 class PostDeployDiscovery(Resource, module="syncops", name="PostDeployDiscovery"):
-    """Runs syncops discovery against the datastore once the bucket and its settings exist."""
+    """Runs syncops discovery against the datastore once the bucket and its settings exist.
+
+    ``access`` is the stack's ``aws:*`` / ``gcp:*`` configuration; an ``aws``/``gcp`` provider in
+    ``opts`` (``provider``, ``providers`` or the parent's) replaces it, as it replaces the stack's
+    configuration for the resources it manages.
+    """
 
     datastore_url: pulumi.Output[str]
     index_status: pulumi.Output[str]
@@ -110,12 +117,18 @@ class PostDeployDiscovery(Resource, module="syncops", name="PostDeployDiscovery"
         cloud: str,
         bucket: pulumi.Input[str],
         prefix: str,
+        access: Access | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        provider = explicit_provider(cloud, opts)
+        if provider is not None:
+            access = provider_access(cloud, provider)
         props: dict[str, Any] = {
             "cloud": cloud,
             "bucket": bucket,
             "prefix": prefix,
+            **dict.fromkeys(ACCESS_INPUTS),
+            **(access.inputs() if access is not None else {}),
             "datastore_url": None,
             "index_status": None,
             "index_entries": None,

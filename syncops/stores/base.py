@@ -49,6 +49,16 @@ class DatastoreUrl:
             f"bad datastore URL {text!r}: expected s3://bucket[/prefix], gs://bucket[/prefix] or file:///absolute/path"
         )
 
+    @classmethod
+    def for_bucket(cls, scheme: str, bucket: str, prefix: str = "") -> DatastoreUrl:
+        """The datastore at ``bucket``/``prefix`` on ``scheme`` (``s3`` or ``gs``), checked as :meth:`parse`
+        checks a URL, so code that knows a bucket rather than a URL (the Pulumi program) formats exactly the
+        URLs every command accepts."""
+        if scheme not in ("s3", "gs"):
+            raise BadInput(f"bad datastore scheme {scheme!r}: expected s3 or gs")
+        path = prefix.strip("/")
+        return cls.parse(f"{scheme}://{bucket}/{path}" if path else f"{scheme}://{bucket}")
+
     def object_url(self, key: str) -> str:
         """The full URL of one object, for messages."""
         if self.scheme == "file":

@@ -31,6 +31,8 @@ from syncops.errors import (
     Unavailable,
 )
 from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, UploadBody, spooled
+from syncops.stores.gcs_credentials import configured_credentials
+from syncops.stores.settings import StoreSettings
 
 LIST_PAGE_SIZE = 1000
 #: Whole reads of an object whose body failed its checksum before the download fails.
@@ -68,8 +70,9 @@ _PERMISSIONS = {
 
 
 class GcsStore:
-    def __init__(self, url: DatastoreUrl, *, concurrency: int = 32) -> None:
+    def __init__(self, url: DatastoreUrl, *, concurrency: int = 32, settings: StoreSettings | None = None) -> None:
         self.url = url
+        self._settings = settings or StoreSettings()
         self._emulator = os.environ.get("STORAGE_EMULATOR_HOST")
         # The library fetches bucket metadata in the background for trace attributes: one extra
         # request per bucket that needs storage.buckets.get, which least-privilege workloads lack.
@@ -90,7 +93,13 @@ class GcsStore:
         self._bucket = self._client.bucket(url.bucket)
 
     def _make_client(self) -> storage.Client:
-        project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT")
+        project = (
+            self._settings.gcp_project or os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT")
+        )
+        configured = configured_credentials(self._settings)
+        if configured is not None:  # given explicitly: used against an emulator too
+            credentials, self._source, key_project = configured
+            return storage.Client(project=project or key_project or "-", credentials=credentials)
         if self._emulator and not os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
             self._source = f"anonymous (emulator at {self._emulator})"
             return storage.Client(project=project or "syncops-local", credentials=AnonymousCredentials())

@@ -34,6 +34,8 @@ from syncops.stores.s3_data import (
     environment_credentials,
     session_credentials,
 )
+from syncops.stores.s3_session import ROLE_CHAIN_METHOD, new_session
+from syncops.stores.settings import StoreSettings
 
 #: Attempts per request (first try included) under botocore's standard retry mode; botocore's own
 #: ``AWS_MAX_ATTEMPTS`` variable overrides it (tests lower it so a persistent failure fails fast).
@@ -76,6 +78,8 @@ _CREDENTIAL_METHODS = {
     "assume-role-with-web-identity": "a web-identity role (AWS_WEB_IDENTITY_TOKEN_FILE)",
     "sso": "AWS SSO",
     "custom-process": "a credential_process",
+    "explicit": "access keys given to syncops explicitly",
+    ROLE_CHAIN_METHOD: "an assumed role chain (role ARNs given to syncops explicitly)",
 }
 
 
@@ -115,12 +119,6 @@ def max_attempts_from_environment() -> int:
     return attempts
 
 
-def _new_session() -> Any:
-    import boto3
-
-    return boto3.session.Session()
-
-
 def endpoint_from_environment() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
@@ -133,13 +131,21 @@ class S3Store:
     loads boto3, which costs more start-up time (~0.25 s) than a small hydrate spends moving data.
     """
 
-    def __init__(self, url: DatastoreUrl, *, endpoint_url: str | None = None, concurrency: int = 32) -> None:
+    def __init__(
+        self,
+        url: DatastoreUrl,
+        *,
+        endpoint_url: str | None = None,
+        concurrency: int = 32,
+        settings: StoreSettings | None = None,
+    ) -> None:
         self.url = url
         self.bucket = url.bucket
-        self._endpoint = endpoint_url or endpoint_from_environment()
+        self._settings = settings or StoreSettings()
+        self._endpoint = endpoint_url or self._settings.aws_endpoint or endpoint_from_environment()
         self._concurrency = concurrency
         self._attempts = max_attempts_from_environment()
-        self._boto_session: Lazy[Any] = Lazy(_new_session)
+        self._boto_session: Lazy[Any] = Lazy(functools.partial(new_session, self._settings))
         self._boto_client: Lazy[Any] = Lazy(self._new_client)
         self._fast_downloads = data_plane_enabled()
         self._downloader: Lazy[ObstoreDownloader] = Lazy(self._new_downloader)
@@ -157,7 +163,7 @@ class S3Store:
 
     def _region(self) -> str:
         from_env = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        return from_env or self._session.region_name or "us-east-1"
+        return self._settings.aws_region or from_env or self._session.region_name or "us-east-1"
 
     def _new_client(self) -> Any:
         from botocore.config import Config
@@ -173,7 +179,9 @@ class S3Store:
         return self._session.client("s3", endpoint_url=self._endpoint, region_name=self._region(), config=config)
 
     def _new_downloader(self) -> ObstoreDownloader:
-        credentials = environment_credentials() or session_credentials(
+        # Keys in the environment are boto3's first choice only when no profile, keys or role were given.
+        from_environment = None if self._settings.selects_aws_credentials else environment_credentials()
+        credentials = from_environment or session_credentials(
             self._session, lambda: self._translate(_boto_errors().NoCredentialsError(), "GetObject", None)
         )
         endpoint = self._endpoint

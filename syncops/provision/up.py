@@ -11,7 +11,6 @@ command line keep working without it.
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 from syncops.errors import BadInput, SyncopsError
 from syncops.hydrate import DEFAULT_CONCURRENCY, hydrate
 from syncops.progress import Progress
+from syncops.provision.failure import PostDeployFailed
 from syncops.report import Report
 from syncops.stores import open_store
 
@@ -29,8 +29,6 @@ INSTALL_HINT = (
     "https://www.pulumi.com/docs/install/) and put it on PATH, or run your own `pulumi up` and then "
     "`syncops bootstrap URL DIR`"
 )
-#: How the post-deploy step tags its failure, so ``syncops up`` exits as ``syncops discover`` would.
-_POST_DEPLOY_FAILURE = re.compile(r"syncops discovery of \S+ failed \(syncops exit code (\d+)\): [^\n]*")
 _PROJECT_FILES = ("Pulumi.yaml", "Pulumi.yml")
 
 
@@ -89,9 +87,10 @@ def select_or_create_stack(stack_name: str | None, work_dir: Path) -> StackLike:
 
 
 def _deploy_error(stack_name: str, exc: Exception) -> DeployFailed:
-    found = _POST_DEPLOY_FAILURE.search(str(exc))
-    if found:
-        return DeployFailed(f"pulumi up of stack {stack_name!r} failed: {found.group(0)}", int(found.group(1)))
+    # The post-deploy step's own failure, when it was the cause, so `syncops up` exits as discover would.
+    failure = PostDeployFailed.find(str(exc))
+    if failure is not None:
+        return DeployFailed(f"pulumi up of stack {stack_name!r} failed: {failure}", failure.exit_code)
     return DeployFailed(f"pulumi up of stack {stack_name!r} failed (the engine's output is above)")
 
 
