@@ -203,7 +203,7 @@ def parse_shard(data: bytes | str, partition: str, where: str | None = None) -> 
 def iter_shard_serialized(shard: Shard) -> Iterator[str]:
     """A shard in the monolith's layout (``index.iter_serialized``): sorted, one entry a line.
 
-    Remote copies, so without ``localMtime``, like the monolith syncops publishes.
+    Remote copies: the base-only ``remoteVersion`` is left out; every other field an entry has is kept.
     """
     yield f'{{\n  "version": {SHARD_VERSION}'
     for name in sorted(shard.extra):
