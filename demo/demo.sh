@@ -44,4 +44,21 @@ else
   exit 1
 fi
 diff -r --exclude=.datastore-index.json "$work/peer1" "$work/peer2" && echo "peer 1 and peer 2 hold the same bytes"
+
+echo
+echo "== the sync model: peer 2 edits data/table.csv (same size) and pushes; peer 1 has an untouched, stale copy"
+printf 'x,y\n3,4\n' > "$work/peer2/data/table.csv"
+"$syncops" push "file://$store" "$work/peer2"
+echo "-- peer 1 pushes its stale copy: nothing is uploaded (an untouched copy never overwrites newer data)"
+"$syncops" push "file://$store" "$work/peer1"
+echo "-- peer 1: $syncops status (the plan; writes nothing)"
+"$syncops" status "file://$store" "$work/peer1"
+echo "-- peer 1 hydrates: the same-size update is fetched"
+"$syncops" hydrate "file://$store" "$work/peer1"
+if cmp -s "$work/peer1/data/table.csv" "$work/peer2/data/table.csv"; then
+  echo "peer 1 now holds peer 2's edit"
+else
+  echo "peer 1 did not get peer 2's edit" >&2
+  exit 1
+fi
 echo "(demo files are in $work)"
