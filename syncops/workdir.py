@@ -12,9 +12,9 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from syncops import index as idx
-from syncops.discover import Discovery
 from syncops.errors import BadInput, CorruptIndex
 from syncops.keys import INDEX_KEY, KeyKind, classify, escape_key, select_data, unsafe_reason
 from syncops.localfs import (
@@ -30,6 +30,15 @@ from syncops.localfs import (
 from syncops.plan import Action, Change, LocalFile, Plan, keys_to_hash, plan
 from syncops.report import Report
 from syncops.stores.base import DatastoreUrl
+
+
+class RemoteState(Protocol):
+    """What the local side needs to know of a discovery outcome (:class:`syncops.discover.Discovery`)."""
+
+    status: str
+    index: idx.Index
+    index_written: bool
+
 
 #: Transfers in flight at once, by default (downloads or uploads).
 DEFAULT_CONCURRENCY = 32
@@ -214,14 +223,14 @@ def write_base(
     fsync_directory(directory)
 
 
-def plan_report(url: DatastoreUrl, discovery: Discovery, seen: Survey, warnings: list[str]) -> Report:
+def plan_report(url: DatastoreUrl, remote: RemoteState, seen: Survey, warnings: list[str]) -> Report:
     """The plan of both directions as a report (status, ``--dry-run``): what would move, nothing moved."""
     plan = seen.plan
     return Report(
         url=str(url),
-        status=discovery.status,
-        entries=len(discovery.index),
-        index_written=discovery.index_written,
+        status=remote.status,
+        entries=len(remote.index),
+        index_written=remote.index_written,
         dry_run=True,
         to_fetch=plan.keys("hydrate", Action.FETCH),
         to_upload=plan.keys("push", Action.UPLOAD),
