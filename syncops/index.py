@@ -184,14 +184,21 @@ def _entry_from_json(name: str, raw: Any, where: str) -> Entry:
     )
 
 
-def parse(data: bytes | str, where: str = ".datastore-index.json") -> Index:
-    """Parse and validate an index; raises :class:`CorruptIndex` naming ``where`` on any defect."""
+def load_object(data: bytes | str, where: str) -> dict[str, Any]:
+    """A JSON document whose top level is an object (every index-like file syncops reads: the index,
+    swamp's ``_meta.json`` and shards); :class:`CorruptIndex` naming ``where`` otherwise."""
     try:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptIndex(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise CorruptIndex(f"{where}: top level is not a JSON object")
+    return raw
+
+
+def parse(data: bytes | str, where: str = ".datastore-index.json") -> Index:
+    """Parse and validate an index; raises :class:`CorruptIndex` naming ``where`` on any defect."""
+    raw = load_object(data, where)
     if raw.get("version") != VERSION:
         raise CorruptIndex(f"{where}: version is {raw.get('version')!r}, syncops reads version {VERSION}")
     entries = raw.get("entries")

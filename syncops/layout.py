@@ -125,12 +125,7 @@ def parse_meta(data: bytes | str, where: str = META_KEY) -> Meta:
     swamp's ``readPartitionMeta`` ignores a meta of another version; syncops refuses it instead,
     since writing a layout it does not know under the rules of an older one could lose entries.
     """
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptIndex(f"{where}: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise CorruptIndex(f"{where}: top level is not a JSON object")
+    raw = idx.load_object(data, where)
     version = raw.get("version")
     if not _is_int(version) or version not in (DUAL_WRITE_VERSION, SHARD_FIRST_VERSION):
         raise CorruptIndex(f"{where}: version is {version!r}, syncops reads versions 1 and 2")
@@ -183,12 +178,7 @@ class Shard:
 def parse_shard(data: bytes | str, partition: str, where: str | None = None) -> Shard:
     """Parse and validate a shard; :class:`CorruptIndex` naming the object on any defect."""
     where = where or shard_key(partition)
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptIndex(f"{where}: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise CorruptIndex(f"{where}: top level is not a JSON object")
+    raw = idx.load_object(data, where)
     version = raw.get("version")
     if not _is_int(version) or version != SHARD_VERSION:
         raise CorruptIndex(f"{where}: version is {version!r}, syncops reads shard version {SHARD_VERSION}")
