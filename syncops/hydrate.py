@@ -126,7 +126,7 @@ def _fetch(store: ObjectStore, target: Path, entry: idx.Entry, progress: Progres
         def fill(out: BinaryIO) -> tuple[int, str, str]:
             nonlocal writer
             writer = _VerifyingWriter(out, progress)
-            got = store.download(entry.key, writer)  # type: ignore[arg-type]
+            got = store.download(entry.key, writer, checked_by_caller=expected is not None)  # type: ignore[arg-type]
             digest = writer.hexdigest()
             if expected is not None and digest != expected:
                 raise ContentMismatch

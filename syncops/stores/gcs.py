@@ -208,7 +208,7 @@ class GcsStore:
         except Exception as exc:
             raise self._translate(exc, "list", None) from None
 
-    def download(self, key: str, out: BinaryIO) -> Fetched:
+    def download(self, key: str, out: BinaryIO, *, checked_by_caller: bool = False) -> Fetched:
         """Stream one object into ``out``; the library checks the body against the object's crc32c/md5
         and a mismatch is read again (BODY_ATTEMPTS reads), never kept."""
         blob = self._bucket.blob(self.url.full_key(key))

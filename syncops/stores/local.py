@@ -151,7 +151,7 @@ class LocalStore:
         except OSError as exc:
             raise self._translate(exc, "list", "") from None
 
-    def download(self, key: str, out: BinaryIO) -> Fetched:
+    def download(self, key: str, out: BinaryIO, *, checked_by_caller: bool = False) -> Fetched:
         _, size, token = self._read(key, out)
         return Fetched(size=size, token=token)
 
