@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
-from syncops.errors import BadInput
+from syncops.errors import BadInput, Unavailable
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,41 @@ def spooled(data: bytes | Iterable[bytes]) -> tuple[BinaryIO, int]:
     size = spool.tell()
     spool.seek(0)
     return spool, size  # type: ignore[return-value]
+
+
+class PageTokens:
+    """The continuation tokens of one listing, checked page by page before the next page is asked for.
+
+    A page that says more objects follow but carries no token, or hands back a token an earlier
+    page already gave, is a server (or a proxy) that cannot be trusted to list everything. botocore's
+    paginator ends quietly on a missing token and only notices a token repeated by the very next
+    page; google-api-core's iterator asks again with the same token, or with none, forever. Either
+    way discovery would publish a short index, or never finish: a remote failure instead (exit 4).
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.page = 0
+        self._seen: dict[str, int] = {}
+
+    def next(self, more: bool, token: str | None) -> str | None:
+        """The token to ask for the next page with, None after the last page; :class:`Unavailable` for a lie."""
+        self.page += 1
+        if not more:
+            return None
+        if not token:
+            raise Unavailable(
+                f"listing {self.where}: page {self.page} says more objects follow but carries no continuation "
+                "token; stopped rather than use an incomplete listing"
+            )
+        first = self._seen.get(token)
+        if first is not None:
+            raise Unavailable(
+                f"listing {self.where}: page {self.page} repeats the continuation token of page {first}; "
+                "stopped rather than list in a loop or use an incomplete listing"
+            )
+        self._seen[token] = self.page
+        return token
 
 
 class ObjectStore(Protocol):
