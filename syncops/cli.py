@@ -26,6 +26,7 @@ from syncops.errors import BadInput, CorruptIndex, StoreError, SyncopsError
 from syncops.keys import escape_key
 from syncops.redact import redact, remember
 from syncops.report import Report, human_size
+from syncops.validate import check_local_overlap, check_store_endpoint
 
 _STATUS_TEXT = {
     "found": "index found, used as it is; nothing written",
@@ -124,10 +125,13 @@ def _run(command: str, url: str, as_json: bool, action: Callable[[], Report]) ->
 
 
 def _open(url: str, endpoint_url: str | None, concurrency: int = 32) -> Any:
-    from syncops.stores import open_store
+    """The store for URL, after the URL, bucket name and endpoint are checked (exit 2 when malformed)."""
+    from syncops.stores import DatastoreUrl, open_store
 
     remember(endpoint_url)  # its password is hidden wherever a message repeats it
-    return open_store(url, endpoint_url=endpoint_url, concurrency=concurrency)
+    parsed = DatastoreUrl.parse(url)
+    check_store_endpoint(parsed.scheme, endpoint_url)
+    return open_store(parsed, endpoint_url=endpoint_url, concurrency=concurrency)
 
 
 def _progress(as_json: bool) -> Any:
@@ -204,6 +208,8 @@ def _transfer(
 
     def action() -> Report:
         store = _open(url, endpoint_url, concurrency)
+        if store.url.scheme == "file":
+            check_local_overlap(store.url.bucket, directory)  # a DIR of "/" included
         return engine(store, directory, concurrency=concurrency, progress=_progress(as_json))
 
     _run(command, url, as_json, action)

@@ -192,7 +192,7 @@ def test_listing_drops_internal_markers_namespaces_and_unsafe_keys():
     [
         ("s3://bucket", DatastoreUrl("s3", "bucket", "")),
         ("s3://bucket/env/prod/", DatastoreUrl("s3", "bucket", "env/prod")),
-        ("gs://b/p", DatastoreUrl("gs", "b", "p")),
+        ("gs://bkt/p", DatastoreUrl("gs", "bkt", "p")),
         ("file:///tmp/x", DatastoreUrl("file", "/tmp/x", "")),
     ],
 )

@@ -46,10 +46,13 @@ def run_discovery(url: str) -> dict[str, Any]:
     """Discover ``url`` and describe the outcome as the resource's outputs."""
     from syncops.discover import discover
     from syncops.errors import SyncopsError
-    from syncops.stores import open_store
+    from syncops.stores import DatastoreUrl, open_store
+    from syncops.validate import check_store_endpoint
 
     try:
-        store = open_store(url)
+        parsed = DatastoreUrl.parse(url)
+        check_store_endpoint(parsed.scheme, None)
+        store = open_store(parsed)
         try:
             result = discover(store)
         finally:

@@ -14,6 +14,7 @@ from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
 from syncops.errors import BadInput, Unavailable
+from syncops.validate import bucket_name_problem, file_root_problem, shown, surrogate_problem, text_problem
 
 
 @dataclass(frozen=True)
@@ -26,27 +27,58 @@ class DatastoreUrl:
 
     @classmethod
     def parse(cls, text: str) -> DatastoreUrl:
-        parts = urlsplit(text)
+        """Parse and check a datastore URL; :class:`BadInput` (exit 2) names what is wrong.
+
+        Checked before ``urlsplit`` sees the text, which would silently delete tabs and newlines
+        (and so target another bucket); bucket names are held to the provider's rules here, so a
+        name no bucket can have is a usage error, not a "does not exist" from the server.
+        """
+        problem = text_problem(text)
+        if problem is not None:
+            raise BadInput(f"bad datastore URL {shown(text)}: {problem}")
+        try:
+            parts = urlsplit(text)
+        except ValueError as exc:
+            raise BadInput(f"bad datastore URL {shown(text)}: {exc}") from None
         scheme = parts.scheme.lower()
         if scheme in ("s3", "gs"):
             bucket = parts.netloc
             if not bucket:
-                raise BadInput(f"bad datastore URL {text!r}: no bucket name (expected {scheme}://bucket[/prefix])")
+                raise BadInput(f"bad datastore URL {shown(text)}: no bucket name (expected {scheme}://bucket[/prefix])")
+            if "@" in bucket:
+                raise BadInput(f"bad datastore URL {shown(text)}: credentials (user:password@) do not belong in it")
+            problem = surrogate_problem(text)
+            if problem is not None:
+                raise BadInput(f"bad datastore URL {shown(text)}: {problem}")
+            problem = bucket_name_problem(scheme, bucket)
+            if problem is not None:
+                provider = "an S3" if scheme == "s3" else "a GCS"
+                raise BadInput(
+                    f"bad datastore URL {shown(text)}: {shown(bucket)} is not {provider} bucket name: {problem}"
+                )
             if parts.query or parts.fragment:
-                raise BadInput(f"bad datastore URL {text!r}: query strings and fragments are not allowed")
+                raise BadInput(f"bad datastore URL {shown(text)}: query strings and fragments are not allowed")
             prefix = parts.path.strip("/")
+            if prefix != prefix.strip():
+                raise BadInput(f"bad datastore URL {shown(text)}: the prefix starts or ends with whitespace")
             if "//" in prefix or any(seg in (".", "..") for seg in prefix.split("/") if prefix):
-                raise BadInput(f"bad datastore URL {text!r}: the prefix has empty, '.' or '..' segments")
+                raise BadInput(f"bad datastore URL {shown(text)}: the prefix has empty, '.' or '..' segments")
             return cls(scheme, bucket, prefix)
         if scheme == "file":
             if parts.netloc not in ("", "localhost"):
-                raise BadInput(f"bad datastore URL {text!r}: use file:///absolute/path (no host)")
+                raise BadInput(f"bad datastore URL {shown(text)}: use file:///absolute/path (no host)")
+            if parts.query or parts.fragment:
+                raise BadInput(f"bad datastore URL {shown(text)}: query strings and fragments are not allowed")
             path = unquote(parts.path)
             if not path.startswith("/"):
-                raise BadInput(f"bad datastore URL {text!r}: the path must be absolute")
+                raise BadInput(f"bad datastore URL {shown(text)}: the path must be absolute")
+            problem = file_root_problem(path)
+            if problem is not None:
+                raise BadInput(f"bad datastore URL {shown(text)}: {problem}")
             return cls("file", str(Path(path)), "")
         raise BadInput(
-            f"bad datastore URL {text!r}: expected s3://bucket[/prefix], gs://bucket[/prefix] or file:///absolute/path"
+            f"bad datastore URL {shown(text)}: expected s3://bucket[/prefix], gs://bucket[/prefix] "
+            "or file:///absolute/path"
         )
 
     def object_url(self, key: str) -> str:
