@@ -4,22 +4,30 @@ Exit codes (SPEC §4): 0 success; 2 usage or bad input; 3 access denied; 4 remot
 after retries (or a key that could not be brought); 5 verify found problems; 6 corrupt remote index;
 7 conflicts (listed; nothing lost). Human output goes to stderr;
 ``--json`` prints exactly one JSON object on stdout, errors included.
+
+Every message printed (the error line, the ``--json`` error object, warnings, problem details)
+goes through :func:`one_line`: secrets hidden by :func:`syncops.redact.redact`, line breaks folded
+and control characters escaped, so a hostile server's error text can neither leak a password nor
+drive the terminal, and an error is always exactly one line.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from syncops import __version__
-from syncops.errors import CorruptIndex, StoreError, SyncopsError
+from syncops.errors import BadInput, CorruptIndex, StoreError, SyncopsError
 from syncops.keys import escape_key
+from syncops.redact import redact, remember
 from syncops.report import Report, human_size
+from syncops.validate import check_store_endpoint
 
 _STATUS_TEXT = {
     "found": "index found, used as it is; nothing written",
@@ -31,6 +39,16 @@ _STATUS_TEXT = {
     "problems": "index and listing disagree",
     "repaired": "index and listing disagreed: published the index rebuilt from the listing",
 }
+
+
+_LINE_BREAKS = re.compile("\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """A message as the CLI prints it: secrets hidden, line breaks folded, control characters escaped."""
+    text = _LINE_BREAKS.sub(" | ", redact(text))
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def _say(text: str) -> None:
@@ -90,10 +108,30 @@ def _render_human(report: Report) -> None:
             _say(f"  ... and {len(report.conflicts) - _SHOW} more (--json lists them all)")
         _say("  resolve with `syncops hydrate --force` (take remote, keep local beside it) or `push --force`")
     for problem in report.problems:
-        detail = f" ({problem['detail']})" if problem.get("detail") else ""
+        detail = f" ({one_line(problem['detail'])})" if problem.get("detail") else ""
         _say(f"problem: {problem.get('kind')}: {escape_key(problem.get('key', ''))}{detail}")
     for warning in report.warnings:
-        _say(f"warning: {warning}")
+        _say(f"warning: {one_line(warning)}")
+
+
+def _report_json(report: Report) -> dict[str, Any]:
+    """``report.to_json()`` with its free-text fields (warnings, problem details) made safe to print."""
+    out = report.to_json()
+    out["warnings"] = [one_line(str(w)) for w in out.get("warnings", [])]
+    out["problems"] = [
+        {**p, "detail": one_line(str(p["detail"]))} if "detail" in p else p for p in out.get("problems", [])
+    ]
+    return out
+
+
+def _fail(who: str, url: str | None, as_json: bool, message: str, exit_code: int, hint: str = "") -> NoReturn:
+    """Report a failure: one line on stderr (and one JSON object on stdout with --json), then exit."""
+    message = one_line(message)
+    if as_json:
+        shown_url = None if url is None else redact(url)
+        click.echo(json.dumps({"url": shown_url, "status": "error", "error": message, "exit_code": exit_code}))
+    _say(f"{who}: error: {message}{one_line(hint)}")
+    sys.exit(exit_code)
 
 
 def _run(command: str, url: str, as_json: bool, action: Callable[[], Report]) -> None:
@@ -107,15 +145,21 @@ def _run(command: str, url: str, as_json: bool, action: Callable[[], Report]) ->
             where = f" {exc.filename}" if exc.filename else ""
             raise StoreError(f"local file system error{where}: {exc.strerror or exc}") from None
     except SyncopsError as exc:
-        message = str(exc)
+        hint = ""
         if isinstance(exc, CorruptIndex):
-            message += f"\nhint: `syncops discover {url} --rebuild` replaces it with one built from a listing"
-        if as_json:
-            click.echo(json.dumps({"url": url, "status": "error", "error": str(exc), "exit_code": exc.exit_code}))
-        _say(f"syncops {command}: error: {message}")
-        sys.exit(exc.exit_code)
+            hint = f"; hint: `syncops discover {url} --rebuild` replaces it with one built from a listing"
+        _fail(f"syncops {command}", url, as_json, str(exc), exc.exit_code, hint)
+    except Exception as exc:
+        # A bug, or an SDK error no backend translated: still one line and a documented exit code
+        # (SPEC §4: never a traceback), with enough to report it.
+        _fail(f"syncops {command}", url, as_json, f"unexpected error ({type(exc).__name__}): {exc}", 4)
+    except BaseException as exc:
+        # A panic in the Rust S3 client arrives as pyo3's PanicException, a BaseException.
+        if type(exc).__name__ != "PanicException":
+            raise
+        _fail(f"syncops {command}", url, as_json, f"unexpected error in the S3 data plane: {exc}", 4)
     if as_json:
-        click.echo(json.dumps(report.to_json()))
+        click.echo(json.dumps(_report_json(report)))
     else:
         _render_human(report)
     if report.exit_code:
@@ -123,9 +167,13 @@ def _run(command: str, url: str, as_json: bool, action: Callable[[], Report]) ->
 
 
 def _open(url: str, endpoint_url: str | None, concurrency: int = 32) -> Any:
-    from syncops.stores import open_store
+    """The store for URL, after the URL, bucket name and endpoint are checked (exit 2 when malformed)."""
+    from syncops.stores import DatastoreUrl, open_store
 
-    return open_store(url, endpoint_url=endpoint_url, concurrency=concurrency)
+    remember(endpoint_url)  # its password is hidden wherever a message repeats it
+    parsed = DatastoreUrl.parse(url)
+    check_store_endpoint(parsed.scheme, endpoint_url)
+    return open_store(parsed, endpoint_url=endpoint_url, concurrency=concurrency)
 
 
 def _progress(as_json: bool) -> Any:
@@ -317,8 +365,31 @@ def up(stack_name: str | None, work_dir: Path, directory: Path, concurrency: int
     _run("up", stack_name or str(work_dir), as_json, action)
 
 
-def main() -> None:
-    cli(prog_name="syncops")
+def _wants_json(args: list[str]) -> bool:
+    options = args[: args.index("--")] if "--" in args else args
+    return "--json" in options
+
+
+def main(args: list[str] | None = None) -> None:
+    """The console script: click parses, and its usage errors also end in one line (exit 2).
+
+    click's own report of a usage error is several lines and ignores ``--json``; SPEC §4 wants one
+    clear line, and with ``--json`` one JSON object on stdout, for any bad input.
+    """
+    argv = sys.argv[1:] if args is None else args
+    try:
+        code = cli.main(args=argv, prog_name="syncops", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # plain `syncops`: the help text, as click prints it
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        context = getattr(exc, "ctx", None)
+        where = context.command_path if context is not None else "syncops"
+        _fail(where, None, _wants_json(argv), exc.format_message(), BadInput.exit_code, f" (see `{where} --help`)")
+    except click.Abort:
+        _say("syncops: aborted")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from json.encoder import encode_basestring  # what json.dumps(str, ensure_ascii=False) uses
@@ -20,6 +20,19 @@ from syncops.errors import CorruptIndex
 from syncops.keys import KeyKind, classify, escape_key
 
 VERSION = 1
+
+#: Nesting an index may have. The format needs three levels (document, entries, entry); unknown
+#: fields kept from other writers get room to nest, but not enough that rewriting them
+#: (``json.dumps`` recurses, from a deeper stack than the parse did) can overflow the stack.
+MAX_DEPTH = 64
+#: The file modification times ext4 can hold, 1901-12-13T20:45:52Z to 2446-05-10T22:38:55Z: the
+#: narrowest of the file systems a cache lives on (XFS, btrfs, tmpfs hold more). hydrate gives every
+#: file the mtime of its entry's ``lastModified``; one outside this range would be silently clamped,
+#: and the file would then look locally changed on every run.
+MIN_MTIME = -(2**31)
+MAX_MTIME = 2**34 - 2**31 - 1
+#: Sizes beyond a signed 64-bit integer are not byte counts any store or file system gives.
+MAX_SIZE = 2**63 - 1
 
 #: Entry fields in the order they are written; anything else follows, sorted.
 _KNOWN_ENTRY_FIELDS = ("key", "size", "lastModified", "localMtime", "sha256", "remoteVersion")
@@ -144,24 +157,64 @@ class Index:
                 yield entry
 
 
+def _shown(value: Any) -> str:
+    """A JSON value, short, for a message."""
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (a scalar is 0), counted without recursion."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            break
+        pending.extend((child, level + 1) for child in children)
+    return deepest
+
+
+@functools.lru_cache(maxsize=65536)  # objects written together share a timestamp
+def _epoch_seconds(text: str) -> float | None:
+    try:
+        return parse_timestamp(text).timestamp()
+    except (ValueError, OverflowError):
+        return None
+
+
+def _check_timestamp(text: str, name: str, where: str) -> None:
+    """An ISO-8601 timestamp whose moment a file's mtime can hold, or :class:`CorruptIndex`."""
+    seconds = _epoch_seconds(text)
+    if seconds is None:
+        raise CorruptIndex(f"{where}: entry {escape_key(name)} has lastModified {text!r}, not ISO-8601")
+    if not MIN_MTIME <= seconds <= MAX_MTIME:
+        raise CorruptIndex(
+            f"{where}: entry {escape_key(name)} has lastModified {text!r}, outside the range a file's "
+            "modification time can hold (1901-12-13 to 2446-05-10)"
+        )
+
+
 def _entry_from_json(name: str, raw: Any, where: str) -> Entry:
     if not isinstance(raw, dict):
         raise CorruptIndex(f"{where}: entry {escape_key(name)} is not an object")
     key = raw.get("key")
     if key != name:
-        raise CorruptIndex(f"{where}: entry {escape_key(name)} has key field {key!r}, not its own name")
+        raise CorruptIndex(f"{where}: entry {escape_key(name)} has key field {_shown(key)}, not its own name")
     size = raw.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise CorruptIndex(f"{where}: entry {escape_key(name)} has size {size!r}, not a byte count")
+    if type(size) is not int or not 0 <= size <= MAX_SIZE:
+        raise CorruptIndex(f"{where}: entry {escape_key(name)} has size {_shown(size)}, not a byte count")
     last_modified = raw.get("lastModified")
     if not isinstance(last_modified, str):
         raise CorruptIndex(f"{where}: entry {escape_key(name)} has no lastModified timestamp")
-    try:
-        parse_timestamp(last_modified)
-    except ValueError:
-        raise CorruptIndex(
-            f"{where}: entry {escape_key(name)} has lastModified {last_modified!r}, not ISO-8601"
-        ) from None
+    _check_timestamp(last_modified, name, where)
     # Optional fields of another type than ours are kept verbatim (as unknown fields), never dropped.
     typed = {
         "localMtime": raw.get("localMtime"),
@@ -169,6 +222,8 @@ def _entry_from_json(name: str, raw: Any, where: str) -> Entry:
         "remoteVersion": raw.get("remoteVersion"),
     }
     extra = {k: v for k, v in raw.items() if k not in _KNOWN_ENTRY_FIELDS}
+    if extra and _depth(extra) + 2 > MAX_DEPTH:
+        raise CorruptIndex(f"{where}: entry {escape_key(name)} nests deeper than {MAX_DEPTH} levels")
     for field_name, value in typed.items():
         if value is not None and not isinstance(value, str):
             extra[field_name] = value
@@ -184,23 +239,78 @@ def _entry_from_json(name: str, raw: Any, where: str) -> Entry:
     )
 
 
+#: ``\uD800``-``\uDFFF`` escapes: only these can put lone surrogates (not Unicode, not writable as
+#: UTF-8) into a document decoded strictly; a valid pair is fine, so a hit is checked further.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_duplicates(where: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """``object_pairs_hook`` refusing a JSON object that names a key twice.
+
+    ``json.loads`` keeps the last value of a duplicated key; another reader may keep the first, so
+    two tools would disagree about what the index says. Refused instead, naming the key.
+    """
+
+    def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        built = dict(pairs)
+        if len(built) != len(pairs):
+            seen: set[str] = set()
+            for name, _ in pairs:
+                if name in seen:
+                    raise CorruptIndex(f"{where}: the key {escape_key(name)} appears twice in one JSON object")
+                seen.add(name)
+        return built
+
+    return build
+
+
+def _lone_surrogates(text: str, raw: dict[str, Any]) -> bool:
+    """True when the parsed document holds a lone surrogate (it could never be written back as UTF-8)."""
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return False
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def load_object(data: bytes | str, where: str) -> dict[str, Any]:
     """A JSON document whose top level is an object (every index-like file syncops reads: the index,
-    swamp's ``_meta.json`` and shards); :class:`CorruptIndex` naming ``where`` otherwise."""
+    swamp's ``_meta.json`` and shards); :class:`CorruptIndex` naming ``where`` otherwise.
+
+    Defensive, since the document comes from a bucket anyone with write access may have written:
+    text that is not strict UTF-8, duplicated keys, nesting too deep for the parser and lone
+    surrogates are refused here, rather than failing later with an exception nobody translated.
+    """
     try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # Strict UTF-8 (a byte-order mark is tolerated): json.loads would also take UTF-16/32 and,
+        # with "surrogatepass", encoded lone surrogates that could never be written back.
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise CorruptIndex(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if _SURROGATE.search(text):
+        raise CorruptIndex(f"{where}: holds a lone UTF-16 surrogate, which is not Unicode text")
+    try:
+        raw = json.loads(text, object_pairs_hook=_refuse_duplicates(where))
+    except RecursionError:
+        raise CorruptIndex(f"{where}: nested too deeply to read (an index nests 3 levels)") from None
+    except ValueError as exc:
         raise CorruptIndex(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise CorruptIndex(f"{where}: top level is not a JSON object")
+    if _lone_surrogates(text, raw):
+        raise CorruptIndex(f"{where}: holds a lone UTF-16 surrogate escape (\\udXXX), which is not Unicode text")
     return raw
 
 
 def parse(data: bytes | str, where: str = ".datastore-index.json") -> Index:
     """Parse and validate an index; raises :class:`CorruptIndex` naming ``where`` on any defect."""
     raw = load_object(data, where)
-    if raw.get("version") != VERSION:
-        raise CorruptIndex(f"{where}: version is {raw.get('version')!r}, syncops reads version {VERSION}")
+    version = raw.get("version")
+    if type(version) is not int or version != VERSION:
+        raise CorruptIndex(f"{where}: version is {_shown(version)}, syncops reads version {VERSION}")
     entries = raw.get("entries")
     if not isinstance(entries, dict):
         raise CorruptIndex(f"{where}: 'entries' is missing or not an object")
@@ -208,6 +318,8 @@ def parse(data: bytes | str, where: str = ".datastore-index.json") -> Index:
     if last_pulled is not None and not isinstance(last_pulled, str):
         raise CorruptIndex(f"{where}: 'lastPulled' is not a timestamp string")
     extra = {k: v for k, v in raw.items() if k not in ("version", "lastPulled", "entries")}
+    if extra and _depth(extra) > MAX_DEPTH:
+        raise CorruptIndex(f"{where}: nests deeper than {MAX_DEPTH} levels")
     parsed = {name: _entry_from_json(name, value, where) for name, value in entries.items()}
     return Index(entries=parsed, last_pulled=last_pulled, extra=extra)
 

@@ -78,13 +78,16 @@ def unsafe_reason(key: str) -> str | None:
 
 
 def escape_key(key: str) -> str:
-    """Show a key with control characters and backslashes escaped, safe to print on one line."""
+    """Show a key with control characters and backslashes escaped, safe to print on one line.
+
+    U+2028/U+2029 are escaped too: ``str.splitlines`` and some terminals end a line at them.
+    """
     out = []
     for ch in key:
         code = ord(ch)
         if ch == "\\":
             out.append("\\\\")
-        elif 0xD800 <= code <= 0xDFFF:
+        elif 0xD800 <= code <= 0xDFFF or code in (0x2028, 0x2029):  # not text; line separators
             out.append(f"\\u{code:04x}")
         elif code < 0x20 or 0x7F <= code <= 0x9F:
             out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}.get(ch, f"\\x{code:02x}"))

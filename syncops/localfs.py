@@ -61,17 +61,6 @@ def safe_join(root: Path, key: str) -> Path:
     return path
 
 
-def paths_overlap(first: str | Path, second: str | Path) -> bool:
-    """True when one of two directories is, or lies inside, the other (after resolving links)."""
-    a = os.path.realpath(first)
-    b = os.path.realpath(second)
-    if a == b:
-        return True
-    a_dir = a if a.endswith(os.sep) else a + os.sep
-    b_dir = b if b.endswith(os.sep) else b + os.sep
-    return a.startswith(b_dir) or b.startswith(a_dir)
-
-
 @contextmanager
 def open_parent(root: Path, key: str, *, create: bool = False) -> Iterator[tuple[int, str]]:
     """The directory that holds ``key`` under ``root``, as an open descriptor, and the key's basename.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from syncops import index as idx
-from syncops.errors import BadInput, CorruptIndex
+from syncops.errors import CorruptIndex
 from syncops.keys import INDEX_KEY, KeyKind, classify, escape_key, select_data, unsafe_reason
 from syncops.localfs import (
     NotRegularFile,
@@ -23,13 +23,13 @@ from syncops.localfs import (
     fsync_directory,
     open_file_under,
     open_regular,
-    paths_overlap,
     walk_files,
     write_under,
 )
 from syncops.plan import Action, Change, LocalFile, Plan, keys_to_hash, plan
 from syncops.report import Report
 from syncops.stores.base import DatastoreUrl
+from syncops.validate import check_local_overlap
 
 
 class RemoteState(Protocol):
@@ -59,8 +59,8 @@ def refuse_overlap(url: DatastoreUrl, directory: Path) -> None:
     Hydrating into the datastore's own root would replace its index with the local copy, and a
     cache inside the root would turn the hydrated copies into data of the datastore.
     """
-    if url.scheme == "file" and paths_overlap(url.bucket, directory):
-        raise BadInput(f"{directory} and the datastore {url} overlap: use a directory outside the datastore")
+    if url.scheme == "file":
+        check_local_overlap(url.bucket, directory)
 
 
 def read_base(

@@ -6,12 +6,13 @@ listing must give, and byte-for-byte checks of a hydrated directory.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 from syncops import index as idx
-from tests.conftest import Datastore
+from tests.conftest import CliResult, Datastore
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -68,3 +69,22 @@ def assert_index_after_push(ds: Datastore, listed: Any, pushed: dict[str, bytes]
     for key, data in pushed.items():
         assert entries[key]["key"] == key and entries[key]["size"] == len(data)
         assert TIMESTAMP.match(entries[key]["lastModified"])
+
+
+#: Fake credentials for runs that must get as far as building S3 clients (never sent anywhere real).
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE", "AWS_SECRET_ACCESS_KEY": "fake-secret-never-printed-0123"}
+
+
+def assert_one_line_error(result: CliResult, code: int, needle: str, *, as_json: bool) -> None:
+    """Exit ``code``, exactly one line on stderr holding ``needle``, and with --json one JSON object."""
+    assert result.code == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "panicked" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert needle in result.stderr, result.stderr
+    if as_json:
+        assert len(result.stdout.splitlines()) == 1
+        payload = json.loads(result.stdout)
+        assert (payload["status"], payload["exit_code"]) == ("error", code)
+        assert needle in payload["error"]
+    else:
+        assert result.stdout == ""

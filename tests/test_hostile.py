@@ -165,6 +165,10 @@ CORRUPT = {
     "entries-not-object": b'{"version": 1, "entries": []}',
     "entry-without-size": b'{"version": 1, "entries": {"a": {"key": "a", "lastModified": "2026-05-04T12:00:00.000Z"}}}',
     "key-mismatch": b'{"version": 1, "entries": {"a": {"key": "b", "size": 1, "lastModified": "2026-05-04T12:00:00.000Z"}}}',
+    "version-true": b'{"version": true, "entries": {}}',
+    "duplicate-key": b'{"version": 1, "entries": {"a": {"key": "a", "size": 1, "size": 9, "lastModified": "2026-05-04T12:00:00.000Z"}}}',
+    "nested-too-deep": b'{"version": 1, "entries": {}, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "mtime-out-of-range": b'{"version": 1, "entries": {"a": {"key": "a", "size": 1, "lastModified": "9999-12-31T23:59:59.999Z"}}}',
 }
 
 
@@ -184,6 +188,7 @@ def test_a_corrupt_index_exits_6_naming_the_object_and_writes_nothing(
     named = {"s3": f"s3://{ds.bucket}/team/prod/{INDEX}", "gcs": f"gs://{ds.bucket}/team/prod/{INDEX}"}
     assert named.get(backend, f"file://{ds.bucket}/{INDEX}") in result.stderr
     assert "--rebuild" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
     assert ds.index_version() == version
     assert not target.exists() or data_files(target) == {}
 

@@ -220,7 +220,7 @@ def test_listing_drops_internal_markers_namespaces_and_unsafe_keys():
     [
         ("s3://bucket", DatastoreUrl("s3", "bucket", "")),
         ("s3://bucket/env/prod/", DatastoreUrl("s3", "bucket", "env/prod")),
-        ("gs://b/p", DatastoreUrl("gs", "b", "p")),
+        ("gs://bkt/p", DatastoreUrl("gs", "bkt", "p")),
         ("file:///tmp/x", DatastoreUrl("file", "/tmp/x", "")),
     ],
 )
@@ -246,3 +246,80 @@ def test_datastore_url_for_a_bucket_is_the_url_parse_accepts(scheme, bucket, pre
 def test_datastore_url_for_a_bucket_refuses_what_parse_refuses(scheme, prefix):
     with pytest.raises(BadInput):
         DatastoreUrl.for_bucket(scheme, "bucket", prefix)
+
+
+# -- defensive parsing: documents written by anyone with write access to the bucket ---------------
+
+STAMP = "2026-05-04T11:59:00.000Z"
+
+
+def _document(entries: str = "", top: str = "") -> bytes:
+    return f'{{"version": 1, "lastPulled": "{STAMP}"{top}, "entries": {{{entries}}}}}'.encode()
+
+
+def _entry(name: str = "a", **fields: object) -> str:
+    body = {"key": name, "size": 1, "lastModified": STAMP, **fields}
+    return f"{json.dumps(name)}: {json.dumps(body)}"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (b'{"version": true, "entries": {}}', "version is true, syncops reads version 1"),
+        (b'{"version": 1.0, "entries": {}}', "version is 1.0, syncops reads version 1"),
+        (b'{"version": "1", "entries": {}}', 'version is "1", syncops reads version 1'),
+        # duplicated keys, at every level: json.loads would keep the last, another reader the first
+        (b'{"version": 1, "version": 1, "entries": {}}', 'the key "version" appears twice'),
+        (_document(_entry("a") + ", " + _entry("a")), 'the key "a" appears twice'),
+        (
+            _document('"a": {"key": "a", "size": 1, "size": 2, "lastModified": "' + STAMP + '"}'),
+            'key "size" appears twice',
+        ),
+        (_document(_entry("a", owner={"x": 1}).replace('{"x": 1}', '{"x": 1, "x": 2}')), 'key "x" appears twice'),
+        (_document('"new\\nline": {}, "new\\nline": {}'), 'the key "new\\nline" appears twice'),
+        # nesting: too deep for the parser, or too deep to be written back
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply to read"),
+        (b'{"version": 1, "entries": {}, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (_document(top=', "writer": ' + "[" * 200 + "]" * 200), "nests deeper than 64 levels"),
+        (_document(_entry("a", owner=json.loads("[" * 70 + "]" * 70))), 'entry "a" nests deeper than 64 levels'),
+        # timestamps that parse but no file's mtime can hold (hydrate sets it from lastModified)
+        (_document(_entry("a", lastModified="0001-01-01T00:00:00.000Z")), "outside the range a file's modification"),
+        (_document(_entry("a", lastModified="9999-12-31T23:59:59.999Z")), "outside the range"),
+        (_document(_entry("a", lastModified="1901-12-13T20:45:51.000Z")), "outside the range"),
+        (_document(_entry("a", lastModified="2446-05-10T22:38:56.000Z")), "outside the range"),
+        (_document(_entry("a", lastModified="0001-01-01T00:00:00+01:00")), "lastModified"),
+        (_document(_entry("a", size=2**63)), "not a byte count"),
+        (_document(_entry("a", size=1.0)), "not a byte count"),
+        # a lone surrogate is not text: the index could never be written back as UTF-8
+        (
+            _document('"\\ud800": {"key": "\\ud800", "size": 1, "lastModified": "' + STAMP + '"}'),
+            "lone UTF-16 surrogate",
+        ),
+        (_document(_entry("a", owner="x\\udfffy").replace("\\\\udfff", "\\udfff")), "lone UTF-16 surrogate"),
+    ],
+)
+def test_hostile_documents_are_corrupt_indexes_naming_the_object(document: bytes, message: str):
+    with pytest.raises(CorruptIndex) as caught:
+        idx.parse(document, where="gs://bkt/p/.datastore-index.json")
+    text = str(caught.value)
+    assert text.startswith("gs://bkt/p/.datastore-index.json: ")
+    assert message in text
+    assert "\n" not in text and len(text) < 400
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["1901-12-13T20:45:52.000Z", "1970-01-01T00:00:00.000Z", "2446-05-10T22:38:55.000Z", "2026-05-04T12:00:00+02:00"],
+)
+def test_timestamps_a_file_can_hold_are_accepted(stamp: str):
+    assert idx.parse(_document(_entry("a", lastModified=stamp))).entries["a"].last_modified == stamp
+
+
+def test_valid_surrogate_pairs_and_moderate_nesting_are_fine():
+    document = _document(
+        '"\\ud83d\\ude00.txt": {"key": "\\ud83d\\ude00.txt", "size": 1, "lastModified": "' + STAMP + '"}',
+        top=', "writer": ' + "[" * 60 + "]" * 60,
+    )
+    parsed = idx.parse(document)
+    assert list(parsed.entries) == ["\U0001f600.txt"]
+    assert idx.parse(idx.serialize(parsed)).entries == parsed.entries

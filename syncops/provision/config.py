@@ -6,13 +6,14 @@ surfacing minutes later as a provider error half-way through an update.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+
+from syncops import validate
 
 CLOUDS = ("aws", "gcp")
 #: The datastore URL scheme of each cloud's buckets.
@@ -27,10 +28,6 @@ DEFAULT_GCP_LOCATION = "US"
 #: Every bucket carries this tag/label so it can be traced back to the program that owns it.
 MANAGED_BY = {"managed-by": "syncops"}
 
-_S3_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_S3_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
-_S3_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-_GCS_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$")
 _GCP_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _GCP_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _AWS_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
@@ -64,29 +61,8 @@ def _key(name: str) -> str:
 
 
 def bucket_name_problem(cloud: str, name: str) -> str | None:
-    """Why ``name`` cannot be a bucket on ``cloud``, or None when it can."""
-    if cloud == "aws":
-        if not _S3_NAME.match(name):
-            return "3-63 characters: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit"
-        if ".." in name or ".-" in name or "-." in name:
-            return "no '..', '.-' or '-.'"
-        if name.startswith(_S3_RESERVED_PREFIXES) or name.endswith(_S3_RESERVED_SUFFIXES):
-            return (
-                "reserved prefix or suffix (xn--, sthree-, amzn-s3-demo-, -s3alias, --ol-s3, .mrap, --x-s3, --table-s3)"
-            )
-    else:
-        if not _GCS_NAME.match(name) or len(name) < 3:
-            return "lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
-        parts = name.split(".")
-        if len(name) > (222 if len(parts) > 1 else 63) or any(not 0 < len(p) <= 63 for p in parts):
-            return "at most 63 characters (222 with dots, each dot-separated part at most 63)"
-        if name.startswith("goog") or "google" in name:
-            return "may not start with 'goog' or contain 'google'"
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return None
-    return "may not look like an IP address"
+    """Why ``name`` cannot be a new bucket on ``cloud``, or None when it can (the rules live in the core)."""
+    return validate.bucket_name_problem("s3" if cloud == "aws" else "gs", name, creating=True)
 
 
 def normalize_prefix(text: str) -> str:

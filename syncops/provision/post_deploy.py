@@ -49,13 +49,17 @@ def run_discovery(props: Mapping[str, Any]) -> dict[str, Any]:
     outcome as the resource's outputs (which never hold a setting: secrets stay inputs)."""
     from syncops.discover import discover
     from syncops.errors import SyncopsError
-    from syncops.stores import open_store
+    from syncops.stores import DatastoreUrl, open_store
+    from syncops.validate import check_store_endpoint
 
     cloud, bucket, prefix = str(props["cloud"]), str(props["bucket"]), str(props.get("prefix") or "")
     url = f"{SCHEMES.get(cloud, cloud)}://{bucket}" + (f"/{prefix}" if prefix else "")  # until checked
     try:
-        url = datastore_url(cloud, bucket, prefix)
-        store = open_store(url, settings=store_settings(props))
+        parsed = DatastoreUrl.parse(datastore_url(cloud, bucket, prefix))
+        url = str(parsed)
+        settings = store_settings(props)
+        check_store_endpoint(parsed.scheme, settings.aws_endpoint if settings else None)
+        store = open_store(parsed, settings=settings)
         try:
             result = discover(store)
         finally:

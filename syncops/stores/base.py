@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
-from syncops.errors import BadInput
+from syncops.errors import BadInput, Unavailable
+from syncops.validate import bucket_name_problem, file_root_problem, shown, surrogate_problem, text_problem
 
 
 @dataclass(frozen=True)
@@ -26,27 +27,58 @@ class DatastoreUrl:
 
     @classmethod
     def parse(cls, text: str) -> DatastoreUrl:
-        parts = urlsplit(text)
+        """Parse and check a datastore URL; :class:`BadInput` (exit 2) names what is wrong.
+
+        Checked before ``urlsplit`` sees the text, which would silently delete tabs and newlines
+        (and so target another bucket); bucket names are held to the provider's rules here, so a
+        name no bucket can have is a usage error, not a "does not exist" from the server.
+        """
+        problem = text_problem(text)
+        if problem is not None:
+            raise BadInput(f"bad datastore URL {shown(text)}: {problem}")
+        try:
+            parts = urlsplit(text)
+        except ValueError as exc:
+            raise BadInput(f"bad datastore URL {shown(text)}: {exc}") from None
         scheme = parts.scheme.lower()
         if scheme in ("s3", "gs"):
             bucket = parts.netloc
             if not bucket:
-                raise BadInput(f"bad datastore URL {text!r}: no bucket name (expected {scheme}://bucket[/prefix])")
+                raise BadInput(f"bad datastore URL {shown(text)}: no bucket name (expected {scheme}://bucket[/prefix])")
+            if "@" in bucket:
+                raise BadInput(f"bad datastore URL {shown(text)}: credentials (user:password@) do not belong in it")
+            problem = surrogate_problem(text)
+            if problem is not None:
+                raise BadInput(f"bad datastore URL {shown(text)}: {problem}")
+            problem = bucket_name_problem(scheme, bucket)
+            if problem is not None:
+                provider = "an S3" if scheme == "s3" else "a GCS"
+                raise BadInput(
+                    f"bad datastore URL {shown(text)}: {shown(bucket)} is not {provider} bucket name: {problem}"
+                )
             if parts.query or parts.fragment:
-                raise BadInput(f"bad datastore URL {text!r}: query strings and fragments are not allowed")
+                raise BadInput(f"bad datastore URL {shown(text)}: query strings and fragments are not allowed")
             prefix = parts.path.strip("/")
+            if prefix != prefix.strip():
+                raise BadInput(f"bad datastore URL {shown(text)}: the prefix starts or ends with whitespace")
             if "//" in prefix or any(seg in (".", "..") for seg in prefix.split("/") if prefix):
-                raise BadInput(f"bad datastore URL {text!r}: the prefix has empty, '.' or '..' segments")
+                raise BadInput(f"bad datastore URL {shown(text)}: the prefix has empty, '.' or '..' segments")
             return cls(scheme, bucket, prefix)
         if scheme == "file":
             if parts.netloc not in ("", "localhost"):
-                raise BadInput(f"bad datastore URL {text!r}: use file:///absolute/path (no host)")
+                raise BadInput(f"bad datastore URL {shown(text)}: use file:///absolute/path (no host)")
+            if parts.query or parts.fragment:
+                raise BadInput(f"bad datastore URL {shown(text)}: query strings and fragments are not allowed")
             path = unquote(parts.path)
             if not path.startswith("/"):
-                raise BadInput(f"bad datastore URL {text!r}: the path must be absolute")
+                raise BadInput(f"bad datastore URL {shown(text)}: the path must be absolute")
+            problem = file_root_problem(path)
+            if problem is not None:
+                raise BadInput(f"bad datastore URL {shown(text)}: {problem}")
             return cls("file", str(Path(path)), "")
         raise BadInput(
-            f"bad datastore URL {text!r}: expected s3://bucket[/prefix], gs://bucket[/prefix] or file:///absolute/path"
+            f"bad datastore URL {shown(text)}: expected s3://bucket[/prefix], gs://bucket[/prefix] "
+            "or file:///absolute/path"
         )
 
     @classmethod
@@ -135,6 +167,41 @@ def spooled(data: bytes | Iterable[bytes]) -> tuple[BinaryIO, int]:
     size = spool.tell()
     spool.seek(0)
     return spool, size  # type: ignore[return-value]
+
+
+class PageTokens:
+    """The continuation tokens of one listing, checked page by page before the next page is asked for.
+
+    A page that says more objects follow but carries no token, or hands back a token an earlier
+    page already gave, is a server (or a proxy) that cannot be trusted to list everything. botocore's
+    paginator ends quietly on a missing token and only notices a token repeated by the very next
+    page; google-api-core's iterator asks again with the same token, or with none, forever. Either
+    way discovery would publish a short index, or never finish: a remote failure instead (exit 4).
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.page = 0
+        self._seen: dict[str, int] = {}
+
+    def next(self, more: bool, token: str | None) -> str | None:
+        """The token to ask for the next page with, None after the last page; :class:`Unavailable` for a lie."""
+        self.page += 1
+        if not more:
+            return None
+        if not token:
+            raise Unavailable(
+                f"listing {self.where}: page {self.page} says more objects follow but carries no continuation "
+                "token; stopped rather than use an incomplete listing"
+            )
+        first = self._seen.get(token)
+        if first is not None:
+            raise Unavailable(
+                f"listing {self.where}: page {self.page} repeats the continuation token of page {first}; "
+                "stopped rather than list in a loop or use an incomplete listing"
+            )
+        self._seen[token] = self.page
+        return token
 
 
 class ObjectStore(Protocol):

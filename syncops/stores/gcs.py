@@ -30,7 +30,7 @@ from syncops.errors import (
     StoreError,
     Unavailable,
 )
-from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, UploadBody, spooled
+from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, PageTokens, UploadBody, spooled
 from syncops.stores.gcs_credentials import configured_credentials
 from syncops.stores.settings import StoreSettings
 
@@ -193,20 +193,37 @@ class GcsStore:
 
     def list(self) -> Iterator[ObjectInfo]:
         prefix = f"{self.url.prefix}/" if self.url.prefix else ""
-        blobs = self._client.list_blobs(
-            self._bucket,
-            prefix=prefix or None,
-            page_size=LIST_PAGE_SIZE,
-            fields="items(name,size,updated),nextPageToken",
-            retry=RETRY,
-        )
+        tokens = PageTokens(f"gs://{self.url.bucket}/{prefix}")
         try:
-            for blob in blobs:
+            blobs = self._client.list_blobs(
+                self._bucket,
+                prefix=prefix or None,
+                page_size=LIST_PAGE_SIZE,
+                fields="items(name,size,updated),nextPageToken",
+                retry=RETRY,
+            )
+            pages = iter(blobs.pages)
+        except Exception as exc:
+            raise self._translate(exc, "list", None) from None
+        while True:
+            try:
+                page = next(pages, None)
+            except Exception as exc:
+                raise self._translate(exc, "list", None) from None
+            if page is None:
+                return
+            # The iterator asks for the next page with whatever token this one gave (an empty or
+            # repeated one included): check it before the next request is made.
+            tokens.next(blobs.next_page_token is not None, blobs.next_page_token)
+            for blob in page:
+                if not isinstance(blob.name, str) or blob.updated is None:
+                    raise Unavailable(
+                        f"listing {tokens.where}: page {tokens.page} has an object without a name or modification "
+                        "time; stopped rather than use an incomplete listing"
+                    )
                 if blob.name == prefix:
                     continue  # a console's folder object for the prefix itself, not data
                 yield ObjectInfo(key=blob.name[len(prefix) :], size=int(blob.size or 0), last_modified=blob.updated)
-        except Exception as exc:
-            raise self._translate(exc, "list", None) from None
 
     def download(self, key: str, out: BinaryIO, *, checked_by_caller: bool = False) -> Fetched:
         """Stream one object into ``out``; the library checks the body against the object's crc32c/md5

@@ -1,6 +1,6 @@
 """S3 through boto3: the standard credential chain, botocore's ``standard`` retry mode on every call
-(listing pages included), its paginator for listings, and ``If-None-Match`` / ``If-Match`` on
-PutObject for conditional writes.
+(listing pages included), listings read page by page with every continuation token checked, and
+``If-None-Match`` / ``If-Match`` on PutObject for conditional writes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from syncops.errors import (
@@ -25,7 +26,7 @@ from syncops.errors import (
     StoreError,
     Unavailable,
 )
-from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, UploadBody, spooled
+from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, PageTokens, UploadBody, spooled
 from syncops.stores.s3_data import (
     Lazy,
     ObstoreDownloader,
@@ -288,23 +289,33 @@ class S3Store:
         return str(response["ETag"])
 
     def list(self) -> Iterator[ObjectInfo]:
+        # Pages are asked for one by one rather than through botocore's paginator, which ends
+        # quietly when a page says "truncated" without a token (see PageTokens). Each page is one
+        # client call, so the standard retry mode still covers every page.
         prefix = f"{self.url.prefix}/" if self.url.prefix else ""
-        paginator = self._client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE})
-        try:
-            for page in pages:
-                # Take the entries out of the parsed page, but leave the rest: the paginator reads
-                # the continuation token from this very dict after the yield (clearing it would
-                # silently end the listing after the first page).
-                contents = page.pop("Contents", ())
-                for item in contents:
-                    if item["Key"] == prefix:
-                        continue  # a console's folder object for the prefix itself, not data
-                    yield ObjectInfo(
-                        key=item["Key"][len(prefix) :], size=int(item["Size"]), last_modified=item["LastModified"]
+        request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": LIST_PAGE_SIZE}
+        tokens = PageTokens(f"s3://{self.bucket}/{prefix}")
+        while True:
+            try:
+                page = self._client.list_objects_v2(**request)
+            except Exception as exc:
+                raise self._translate(exc, "ListObjectsV2", None) from None
+            token = tokens.next(page.get("IsTruncated") is True, page.get("NextContinuationToken"))
+            contents = page.pop("Contents", ())
+            del page  # only the entries are kept while they are consumed
+            for item in contents:
+                key, size, modified = item.get("Key"), item.get("Size"), item.get("LastModified")
+                if not isinstance(key, str) or not isinstance(size, int) or not isinstance(modified, datetime):
+                    raise Unavailable(
+                        f"listing {tokens.where}: page {tokens.page} has an object without a key, size or "
+                        "modification time; stopped rather than use an incomplete listing"
                     )
-        except Exception as exc:
-            raise self._translate(exc, "ListObjectsV2", None) from None
+                if key == prefix:
+                    continue  # a console's folder object for the prefix itself, not data
+                yield ObjectInfo(key=key[len(prefix) :], size=size, last_modified=modified)
+            if token is None:
+                return
+            request["ContinuationToken"] = token
 
     def _denied(self, operation: str, key: str, code: str = "") -> AccessDenied:
         where = self.url.object_url(key) if key else f"s3://{self.bucket}/{self.url.prefix}"
