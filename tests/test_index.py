@@ -233,7 +233,7 @@ def test_datastore_urls(text, expected):
     [
         ("s3", "bucket", "", "s3://bucket"),
         ("s3", "bucket", "/env/prod/", "s3://bucket/env/prod"),
-        ("gs", "b", "p", "gs://b/p"),
+        ("gs", "bkt", "p", "gs://bkt/p"),
     ],
 )
 def test_datastore_url_for_a_bucket_is_the_url_parse_accepts(scheme, bucket, prefix, text):
