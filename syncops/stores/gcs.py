@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 import google.auth
