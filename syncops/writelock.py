@@ -89,6 +89,8 @@ class WriteLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
+        #: Held for the whole of one heartbeat, so :meth:`check` sees the outcome of one in flight.
+        self._beating = threading.Lock()
 
     # -- reading the key -----------------------------------------------------------------------
     def _read(self) -> Blob | None:
@@ -162,28 +164,41 @@ class WriteLock:
         interval = lk.heartbeat_interval_ms(self.ttl_ms) / 1000
         last_ok = time.monotonic()
         while not self._stop.wait(interval):
-            assert self._lock is not None
-            self._lock = lk.refreshed(self._lock, datetime.now(timezone.utc))
-            try:
-                token = self.store.put(lk.LOCK_KEY, lk.serialize_lock(self._lock), if_token=self._token)
-            except (PreconditionFailed, NotFound):
-                with self._guard:
-                    self._lost = f"{self.where} was taken by another writer while syncops held it"
-                return
-            except StoreError as exc:
-                if time.monotonic() - last_ok > self.ttl_ms / 1000:
-                    with self._guard:
-                        self._lost = f"{self.where} could not be refreshed for a whole ttl ({exc})"
+            with self._beating:
+                if self._stop.is_set():
                     return
-                continue
+                lost = self._beat(last_ok)
+                if lost is None:
+                    last_ok = time.monotonic()
+                elif lost:
+                    return
+
+    def _beat(self, last_ok: float) -> bool | None:
+        """One heartbeat: None when written, False when it failed but the lock is still ours, True when lost."""
+        assert self._lock is not None
+        self._lock = lk.refreshed(self._lock, datetime.now(timezone.utc))
+        try:
+            token = self.store.put(lk.LOCK_KEY, lk.serialize_lock(self._lock), if_token=self._token)
+        except (PreconditionFailed, NotFound):
             with self._guard:
-                self._token = token
-                self.heartbeats += 1
-            last_ok = time.monotonic()
+                self._lost = f"{self.where} was taken by another writer while syncops held it"
+            return True
+        except StoreError as exc:
+            if time.monotonic() - last_ok > self.ttl_ms / 1000:
+                with self._guard:
+                    self._lost = f"{self.where} could not be refreshed for a whole ttl ({exc})"
+                return True
+            return False
+        with self._guard:
+            self._token = token
+            self.heartbeats += 1
+        return None
 
     def check(self) -> None:
-        """:class:`StoreError` when the lock we held was lost: nothing more may be written."""
-        with self._guard:
+        """:class:`StoreError` when the lock we held was lost: nothing more may be written.
+
+        Waits for a heartbeat in flight, so a loss its answer reports is never missed."""
+        with self._beating, self._guard:
             lost = self._lost
         if lost is not None:
             raise StoreError(f"{lost}; stopped before writing the index, run again")
@@ -192,7 +207,8 @@ class WriteLock:
         """Stop the heartbeat and delete the lock, only while it still carries our nonce."""
         if not self.held:
             return
-        self._stop.set()
+        with self._beating:
+            self._stop.set()
         if self._thread is not None:
             self._thread.join()
         self.held = False
