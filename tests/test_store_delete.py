@@ -10,12 +10,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from syncops.errors import NotFound, PreconditionFailed
 from syncops.stores import open_store
 from tests import wire
-from tests.proxy import Proxy
-
-from syncops.errors import NotFound, PreconditionFailed
 from tests.conftest import Datastore
+from tests.proxy import Proxy
 
 KEY = ".datastore.lock"
 

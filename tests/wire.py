@@ -51,6 +51,7 @@ def _object_kind(name: str, get: bool) -> str:
         return SHARD_GET if get else SHARD_PUT
     return OBJECT_GET if get else OBJECT_PUT
 
+
 _GCS_NAME = re.compile(rb'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
