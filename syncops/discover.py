@@ -12,9 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from syncops import index as idx
-from syncops.errors import ConditionUnsupported, NotFound, PreconditionFailed, StoreError
+from syncops import indexview
+from syncops.errors import NotFound, PreconditionFailed, StoreError
 from syncops.keys import INDEX_KEY, escape_key, select_data, unsafe_reason
-from syncops.stores.base import Blob, ObjectInfo, ObjectStore
+from syncops.layout import META_KEY, Mode
+from syncops.stores.base import ObjectInfo, ObjectStore
+from syncops.writelock import WriteLock
 
 FOUND = "found"
 DISCOVERED = "discovered"
@@ -32,6 +35,8 @@ class Discovery:
     token: str | None
     index_written: bool = False
     warnings: list[str] = field(default_factory=list)
+    #: Where the index lives and the versions read (None: built without reading, in tests).
+    view: indexview.View | None = None
 
 
 @dataclass
@@ -58,79 +63,62 @@ def entries_from_listing(objects: Iterable[ObjectInfo]) -> Listing:
     return Listing(entries=entries, warnings=warnings, namespaces=namespaces)
 
 
-def read_blob(store: ObjectStore) -> Blob | None:
-    """The raw index object and its version token, or None when it does not exist."""
-    try:
-        return store.get(INDEX_KEY)
-    except NotFound:
-        return None
-
-
-def read_index(store: ObjectStore) -> tuple[idx.Index, Blob] | None:
-    """The remote index and its raw blob, None when absent; :class:`CorruptIndex` when invalid."""
-    blob = read_blob(store)
-    if blob is None:
-        return None
-    return idx.parse(blob.data, where=store.url.object_url(INDEX_KEY)), blob
-
-
 def _adopt(store: ObjectStore, warnings: list[str]) -> Discovery:
     """Another peer published first: use its index, write nothing."""
-    current = read_index(store)
-    if current is None:
+    view = indexview.read(store)
+    if view.index is None:
         raise StoreError(
             f"{store.url.object_url(INDEX_KEY)}: a conditional write said the index exists, "
             "but it cannot be read back; run again"
         )
-    index, blob = current
-    return Discovery(ADOPTED, index, blob.token, index_written=False, warnings=warnings)
+    return Discovery(ADOPTED, view.index, view.token, index_written=False, warnings=warnings, view=view)
 
 
 def publish_index(
-    store: ObjectStore, index: idx.Index, token: str | None, warnings: list[str], status: str
+    store: ObjectStore, view: indexview.View, index: idx.Index, warnings: list[str], status: str
 ) -> Discovery:
-    """Publish an index built from a listing: create-only when ``token`` is None, else over ``token``.
+    """Publish an index built from a listing wherever the view says the index lives, under swamp's
+    lock rules (:mod:`syncops.writelock`): create-only when the view read none, else over its version.
 
     Create-only (discovery): a lost race means another peer published first, and its index is
     adopted. Over a version (rebuild, repair): a lost race means someone changed the index since it
-    was read, so nothing is written and the caller is told to run again rather than overwrite
+    was read, so nothing more is written and the caller is told to run again rather than overwrite
     their work. A backend that refuses the condition itself gets one unconditional write: the index
     comes from the listing, so racing peers publishing the same listing agree.
     """
-    data = idx.stream(index, with_local=False)  # chunks: a big index is never whole in memory
-    try:
-        new_token = store.put(INDEX_KEY, data, if_absent=token is None, if_token=token)
-    except PreconditionFailed:
-        if token is None:
-            return _adopt(store, warnings)
-        raise StoreError(
-            f"{store.url.object_url(INDEX_KEY)} changed while it was being rebuilt; nothing was written, run again"
-        ) from None
-    except ConditionUnsupported:
-        warnings.append("backend does not support conditional writes; index written unconditionally")
-        new_token = store.put(INDEX_KEY, data)
-    return Discovery(status, index, new_token, index_written=True, warnings=warnings)
+    create_only = view.token is None
+    with WriteLock(store, take=view.uses_swamp_layout) as lock:
+        try:
+            after = indexview.replace_index(store, view, index, warnings, lock=lock)
+        except (PreconditionFailed, NotFound):
+            if create_only:
+                warnings.extend(lock.warnings)
+                return _adopt(store, warnings)
+            raise StoreError(
+                f"{store.url.object_url(INDEX_KEY if view.mode is not Mode.SHARD_FIRST else META_KEY)} changed "
+                "while it was being rebuilt; nothing more was written, run again"
+            ) from None
+    warnings.extend(lock.warnings)
+    return Discovery(status, index, after.token, index_written=True, warnings=warnings, view=after)
 
 
 def discover(store: ObjectStore, *, rebuild: bool = False, publish: bool = True) -> Discovery:
     """Make the remote index valid (SPEC §3), or with ``rebuild`` replace it from a listing.
 
-    ``publish=False`` (status, ``--dry-run``) builds the index a discovery would publish and writes
-    nothing: the outcome says ``discovered`` with ``index_written`` false.
+    The index is read wherever it lives (:mod:`syncops.indexview`): a shard-first datastore is
+    "found" from its shards, whatever is (or is not) in its monolith. ``publish=False`` (status,
+    ``--dry-run``) builds the index a discovery would publish and writes nothing: the outcome says
+    ``discovered`` with ``index_written`` false.
     """
-    blob: Blob | None = None
-    if rebuild:
-        blob = read_blob(store)
-    else:
-        current = read_index(store)
-        if current is not None:
-            return Discovery(FOUND, current[0], current[1].token)
+    view = indexview.read(store, tolerant=rebuild)
+    if not rebuild and view.index is not None:
+        return Discovery(FOUND, view.index, view.token, view=view)
 
     listing = entries_from_listing(store.list())
     index = idx.Index(entries=listing.entries, last_pulled=idx.now_timestamp())  # no second dict
     if not rebuild and not listing.entries:
-        return Discovery(EMPTY, index, None, warnings=listing.warnings)
+        return Discovery(EMPTY, index, None, warnings=listing.warnings, view=view)
     status = REBUILT if rebuild else DISCOVERED
     if not publish:
-        return Discovery(status, index, None, index_written=False, warnings=listing.warnings)
-    return publish_index(store, index, blob.token if blob else None, listing.warnings, status)
+        return Discovery(status, index, None, index_written=False, warnings=listing.warnings, view=view)
+    return publish_index(store, view, index, listing.warnings, status)

@@ -193,7 +193,8 @@ def parse_shard(data: bytes | str, partition: str, where: str | None = None) -> 
 def iter_shard_serialized(shard: Shard) -> Iterator[str]:
     """A shard in the monolith's layout (``index.iter_serialized``): sorted, one entry a line.
 
-    Remote copies: the base-only ``remoteVersion`` is left out; every other field an entry has is kept.
+    Entries keep every field they were read with (``localMtime`` and unknown ones included: issue 11's
+    field fidelity), like the monolith syncops publishes; only the base's ``remoteVersion`` is left out.
     """
     yield f'{{\n  "version": {SHARD_VERSION}'
     for name in sorted(shard.extra):

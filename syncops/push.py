@@ -5,8 +5,11 @@ Discovery first, so a bucket that holds data but no index keeps every remote ent
 object is written **on the version in the base** (S3 ``If-Match`` / ``If-None-Match: *``, GCS
 ``ifGenerationMatch``), so an untouched stale copy never overwrites newer data and two peers pushing
 one key cannot interleave: the loser gets 412 and reports a conflict. Files are opened without
-following links and hashed in the pass that uploads them; the entry records the bytes sent. The index
-is then written with an optimistic-concurrency condition, re-read and re-merged on a lost race.
+following links and hashed in the pass that uploads them; the entry records the bytes sent. The index is
+then written wherever it lives (:mod:`syncops.indexview`: the monolith, plus the dirty shards in
+dual-write mode; the dirty shards and then ``_meta.json`` in shard-first mode) with an
+optimistic-concurrency condition, re-read and re-merged on a lost race. Uploads and index write wait
+for swamp's lock, and hold it when the datastore uses swamp's layout (:mod:`syncops.writelock`).
 push never deletes remote objects.
 """
 
@@ -18,9 +21,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from syncops import index as idx
-from syncops.discover import discover, entries_from_listing, read_index
-from syncops.errors import BadInput, ConditionUnsupported, NotFound, PreconditionFailed, StoreError
-from syncops.keys import INDEX_KEY, escape_key
+from syncops import indexview
+from syncops.discover import discover, entries_from_listing
+from syncops.errors import BadInput, ConditionUnsupported, NotFound, PreconditionFailed
+from syncops.keys import escape_key
+from syncops.layout import refuse_unwritable
 from syncops.localfs import HashingReader, NotRegularFile, open_file_under
 from syncops.plan import Action, Change
 from syncops.progress import NoProgress, Progress
@@ -37,9 +42,7 @@ from syncops.workdir import (
     survey,
     write_base,
 )
-
-#: Lost index races to absorb before giving up (each one re-reads and re-merges).
-MAX_INDEX_ATTEMPTS = 10
+from syncops.writelock import WriteLock
 
 
 @dataclass
@@ -52,43 +55,13 @@ class _Uploaded:
     warning: str | None = None
 
 
-def _current(store: ObjectStore) -> tuple[idx.Index, str | None]:
-    """The index in force now and its version; when it is gone, the listing's (never an empty base).
+def _listed(store: ObjectStore) -> idx.Index:
+    """When the index is gone: the listing's entries, never an empty base.
 
     Merging into an empty index after someone removed the index would publish only this push's
     files and hide every other object from the next hydrate.
     """
-    current = read_index(store)
-    if current is not None:
-        return current[0], current[1].token
-    return idx.Index(entries=entries_from_listing(store.list()).entries), None
-
-
-def _publish(
-    store: ObjectStore, base: idx.Index, token: str | None, changes: dict[str, idx.Entry], warnings: list[str]
-) -> idx.Index:
-    """Write base ∪ changes under a version condition; on a lost race re-read, re-merge, retry."""
-    for _ in range(MAX_INDEX_ATTEMPTS):
-        merged = idx.merge(base, changes, last_pulled=idx.now_timestamp())
-        try:
-            store.put(INDEX_KEY, idx.stream(merged, with_local=False), if_absent=token is None, if_token=token)
-            return merged
-        except ConditionUnsupported:
-            # No condition to lean on: merge into what is there right now, then write, so only a
-            # writer landing in this very moment can be overwritten (verify finds that).
-            warnings.append(
-                "backend does not support conditional writes; index re-read, merged and written unconditionally "
-                "(run `syncops verify` after concurrent pushes)"
-            )
-            merged = idx.merge(_current(store)[0], changes, last_pulled=idx.now_timestamp())
-            store.put(INDEX_KEY, idx.stream(merged, with_local=False))
-            return merged
-        except (PreconditionFailed, NotFound):  # changed, or removed, since it was read
-            base, token = _current(store)
-    raise StoreError(
-        f"{store.url.object_url(INDEX_KEY)}: lost {MAX_INDEX_ATTEMPTS} races to other writers; "
-        "the objects are uploaded, run push again to publish the index"
-    )
+    return idx.Index(entries=entries_from_listing(store.list()).entries)
 
 
 class _Uploader:
@@ -228,15 +201,31 @@ def push(
     conflicts = plan.keys("push", Action.CONFLICT)
     forced = set(conflicts) if force else set()
     changed = sorted([*plan.keys("push", Action.UPLOAD), *forced])
+    view = discovery.view or indexview.read(store)
+    # Before a single upload: a key this layout cannot index (shard-first: no partition) is refused.
+    refuse_unwritable(view.layout, changed, store.url.object_url)
+    published = discovery.index
+    index_written = discovery.index_written
+    results: list[_Uploaded] = []
     if changed:
         # The journal first: a push killed from here on is finished by the next one, not re-sent.
         write_base(source, store.url, seen.base.values(), discovery.index, {k: seen.local[k] for k in changed})
-    progress.start("pushing", len(changed), sum(seen.local[k].size for k in changed))
-    try:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="syncops-push") as pool:
-            results = list(pool.map(_Uploader(store, seen, forced, progress), changed))
-    finally:
-        progress.stop()
+        with WriteLock(store, take=view.uses_swamp_layout) as lock:
+            if lock.held:
+                view = indexview.refresh(store, view)  # what another writer committed while we waited
+            progress.start("pushing", len(changed), sum(seen.local[k].size for k in changed))
+            try:
+                with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="syncops-push") as pool:
+                    results = list(pool.map(_Uploader(store, seen, forced, progress), changed))
+            finally:
+                progress.stop()
+            uploaded = {r.key: r.entry for r in results if r.entry is not None}
+            if uploaded:
+                _, published = indexview.commit(
+                    store, view, uploaded, warnings, lock=lock, when_absent=lambda: _listed(store)
+                )
+                index_written = True
+        warnings.extend(lock.warnings)
 
     conflict_items = [plan.decisions[k].conflict() for k in conflicts if k not in forced]
     base = BaseUpdate(seen)
@@ -244,20 +233,11 @@ def push(
         base.adopt(seen, key)
     for key in plan.keys("push", Action.FORGET):
         base.forget(key)
-    uploaded: dict[str, idx.Entry] = {}
     for result in results:
         if result.warning:
             warnings.append(result.warning)
         if result.conflict is not None:
             conflict_items.append(result.conflict)
-        if result.entry is not None:
-            uploaded[result.key] = result.entry
-
-    published = discovery.index
-    index_written = discovery.index_written
-    if uploaded:
-        published = _publish(store, discovery.index, discovery.token, uploaded, warnings)
-        index_written = True
     for result in results:
         if result.entry is not None:
             base.record(

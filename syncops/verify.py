@@ -7,18 +7,27 @@ put there. verify lists every such problem (kind and key) and exits 5; ``--repai
 index rebuilt from the listing under the same conditions discovery uses, so it never overwrites a
 concurrent writer's index.
 
+On a datastore with swamp's shards, the index compared is the one in force (the monolith in
+dual-write mode, the union of the listed shards in shard-first mode), and the shards are checked
+against ``_meta.json`` and the listing.
+
 Unlike the other commands, verify does not start with discovery: a missing index is a problem to
 report, not something to fix silently.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from syncops import index as idx
-from syncops.discover import entries_from_listing, publish_index, read_blob
-from syncops.errors import CorruptIndex
+from syncops import indexview
+from syncops import layout as lay
+from syncops.discover import entries_from_listing, publish_index
 from syncops.keys import INDEX_KEY, KeyKind, classify, in_namespace, unsafe_reason
 from syncops.report import Report
-from syncops.stores.base import ObjectStore
+from syncops.stores.base import ObjectInfo, ObjectStore
+
+Describe = Callable[[str], str]
 
 OK = "ok"
 PROBLEMS = "problems"
@@ -34,6 +43,7 @@ INTERNAL_ENTRY = "internal-entry"  # an internal file (or directory marker) list
 UNSAFE_ENTRY = "unsafe-entry"  # a key that must never become a local path
 NAMESPACE_ENTRY = "namespace-entry"  # a key inside a subtree that is a datastore of its own
 MALFORMED_SHA256 = "malformed-sha256"  # a sha256 field that is not 64 lowercase hex digits
+MISSING_SHARD = "missing-shard"  # a partition _meta.json (version 2) lists, without its shard object
 
 #: Exit code when problems were found and not repaired (SPEC §4).
 PROBLEMS_EXIT = 5
@@ -75,29 +85,72 @@ def compare(index: idx.Index, listing: dict[str, idx.Entry], namespaces: list[st
     return problems
 
 
-def verify(store: ObjectStore, *, repair: bool = False) -> VerifyReport:
-    """Compare index and listing; with ``repair`` publish the listing's index when they disagree.
+def _check_shards(
+    view: indexview.View, shard_objects: set[str], describe: Describe
+) -> tuple[list[dict[str, str]], list[str]]:
+    """swamp's shards against ``_meta.json`` and the listing: (problems, warnings).
 
-    A corrupt index fails with :class:`CorruptIndex` (exit 6, like every other command) unless
-    ``repair`` is set, in which case it is replaced, conditional on the corrupt object's version.
+    Shard-first: a listed partition without its object is a problem (the index in force cannot be
+    read whole); a shard object ``_meta.json`` does not list is not in force (a warning: swamp's
+    writers leave such orphans, and they are harmless); an entry held by a shard that is not its
+    partition is served, but a write moves it. Dual-write: the shards are copies; a missing one only
+    sends swamp's scoped pulls to the monolith (a warning).
     """
-    where = store.url.object_url(INDEX_KEY)
+    meta = view.layout.meta
     problems: list[dict[str, str]] = []
-    blob = read_blob(store)
-    index: idx.Index | None = None
-    if blob is not None:
-        try:
-            index = idx.parse(blob.data, where=where)
-        except CorruptIndex as exc:
-            if not repair:
-                raise
-            problems.append(_problem(CORRUPT_INDEX, INDEX_KEY, str(exc)))
+    warnings: list[str] = []
+    if meta is None:
+        return problems, warnings
+    listed = {lay.shard_key(p) for p in meta.partitions}
+    for key in sorted(listed - shard_objects):
+        if meta.shard_first:
+            problems.append(_problem(MISSING_SHARD, key, f"listed in {lay.META_KEY} (version 2), but no such object"))
+        else:
+            warnings.append(
+                f"{describe(key)}: listed in {lay.META_KEY} but missing; swamp's scoped pulls use the monolith"
+            )
+    if meta.shard_first:
+        for key in sorted(shard_objects - listed - {lay.META_KEY}):
+            warnings.append(f"{describe(key)}: not listed in {lay.META_KEY}, so not in force (an orphan shard)")
+        for key, shard, home in lay.misplaced_entries(view.layout):
+            warnings.append(
+                f"index entry {key!r} is held by shard {shard!r}, not its partition {home!r}; the next write moves it"
+            )
+    return problems, warnings
 
-    listing = entries_from_listing(store.list())
+
+def verify(store: ObjectStore, *, repair: bool = False) -> VerifyReport:
+    """Compare the index in force (wherever it lives) and swamp's shards with a listing; with
+    ``repair`` publish the listing's index when they disagree.
+
+    A corrupt index (a monolith that does not parse, a shard-first index with a listed shard
+    missing) fails with :class:`CorruptIndex` (exit 6, like every other command) unless ``repair``
+    is set, in which case it is replaced, conditional on the version that was read.
+    """
+    describe = store.url.object_url
+    view = indexview.read(store, tolerant=repair)
+    problems: list[dict[str, str]] = []
+    if view.problem is not None:
+        where = lay.META_KEY if view.mode is lay.Mode.SHARD_FIRST else INDEX_KEY
+        problems.append(_problem(CORRUPT_INDEX, where, str(view.problem)))
+    index = view.index
+
+    shard_objects: set[str] = set()
+
+    def watched() -> Iterator[ObjectInfo]:
+        for obj in store.list():  # the one listing, streamed: shard objects are noted on the way
+            if obj.key.startswith(lay.INDEX_DIR):
+                shard_objects.add(obj.key)
+            yield obj
+
+    listing = entries_from_listing(watched())
+    shard_problems, shard_warnings = _check_shards(view, shard_objects, describe)
+    problems.extend(shard_problems)
     if index is not None:
         problems.extend(compare(index, listing.entries, listing.namespaces))
-    elif blob is None and listing.entries:
+    elif view.problem is None and listing.entries:
         # No index and no data is the empty datastore discovery leaves alone: nothing to report.
+        where = describe(INDEX_KEY)
         problems.append(_problem(MISSING_INDEX, INDEX_KEY, f"{where} does not exist; {len(listing.entries)} objects"))
 
     report = VerifyReport(
@@ -106,7 +159,7 @@ def verify(store: ObjectStore, *, repair: bool = False) -> VerifyReport:
         entries=len(index) if index is not None else 0,
         index_written=False,
         problems=problems,
-        warnings=list(listing.warnings),
+        warnings=[*listing.warnings, *shard_warnings],
     )
     if not problems:
         return report
@@ -115,7 +168,7 @@ def verify(store: ObjectStore, *, repair: bool = False) -> VerifyReport:
         return report
 
     rebuilt = idx.Index(entries=listing.entries, last_pulled=idx.now_timestamp())
-    outcome = publish_index(store, rebuilt, blob.token if blob else None, report.warnings, REPAIRED)
+    outcome = publish_index(store, view, rebuilt, report.warnings, REPAIRED)
     if not outcome.index_written:
         # Another peer published an index between our read and our create-only write; it was not
         # checked, so say so instead of claiming a repair.

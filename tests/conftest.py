@@ -171,7 +171,7 @@ class LocalRaw(RawBucket):
     def listing(self) -> dict[str, tuple[int, datetime]]:
         out = {}
         for path in self.root.rglob("*"):
-            if path.is_file() and path.name != ".datastore.lock":
+            if path.is_file() and path.relative_to(self.root).as_posix() != "_control/syncops.flock":
                 stat = path.stat()
                 out[str(path.relative_to(self.root))] = (
                     stat.st_size,

@@ -145,7 +145,8 @@ def test_wrong_s3_credentials_exit_3_with_a_hint_and_no_traceback(make_datastore
     assert result.code == 3
     assert "Traceback" not in result.stderr
     assert "SignatureDoesNotMatch" in result.stderr
-    assert f"GetObject {ds.url}/.datastore-index.json" in result.stderr
+    # The first request is the GET of _index/_meta.json (where the index lives, issue 11): it is the one denied.
+    assert f"GetObject {ds.url}/_index/_meta.json" in result.stderr
     assert "environment variables" in result.stderr
     assert "s3:GetObject" in result.stderr
     assert "definitely-wrong-secret" not in result.stderr + result.stdout

@@ -235,15 +235,16 @@ def test_shard_parses_and_serializes_in_the_monolith_layout():
     assert lay.serialize_shard(shard) == SHARD_EXAMPLE
 
 
-def test_shard_serialization_is_sorted_drops_the_base_version_and_keeps_every_other_field():
-    a = idx.Entry("b/x", 1, T, local_mtime=T, extra={"zz": [1, 2]}, version='"etag"')
+def test_shard_serialization_is_sorted_and_keeps_every_field_of_an_entry():
+    """Field fidelity (issue 11): an entry is written with every field it was read with, localMtime
+    and unknown ones included; only syncops's own remoteVersion (a base field) is never published."""
+    a = idx.Entry("b/x", 1, T, local_mtime=T, extra={"zz": [1, 2]})
     shard = lay.Shard("b", {"b/x": a, "b/a": entry("b/a")}, extra={"note": {"k": 1}})
     text = lay.serialize_shard(shard).decode()
     assert text.index('"b/a"') < text.index('"b/x"')
     raw = json.loads(text)
     assert list(raw) == ["version", "note", "entries"]
-    assert "remoteVersion" not in raw["entries"]["b/x"] and raw["entries"]["b/x"]["zz"] == [1, 2]
-    assert raw["entries"]["b/x"]["localMtime"] == T  # a field another writer put there is kept
+    assert raw["entries"]["b/x"]["localMtime"] == T and raw["entries"]["b/x"]["zz"] == [1, 2]
     assert lay.serialize_shard(lay.Shard("b")) == b'{\n  "version": 1,\n  "entries": {}\n}\n'
 
 

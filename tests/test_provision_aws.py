@@ -179,8 +179,12 @@ def test_iam_policy_is_least_privilege_and_scoped_to_bucket_and_prefix(default: 
     assert readers["ReadDatastoreObjects"]["Resource"] == [f"{arn}/env/dev/*"]
     assert writers["WriteDatastoreObjects"]["Action"] == ["s3:GetObject", "s3:PutObject"]
     assert writers["WriteDatastoreObjects"]["Resource"] == [f"{arn}/env/dev/*"]
-    every_action = [a for s in [*readers.values(), *writers.values()] for a in s["Action"]]
-    assert not [a for a in every_action if "Delete" in a or a.endswith("*")]
+    # Delete on swamp's lock object only (syncops releases the lock it took), never on data.
+    assert writers["ReleaseDatastoreLock"]["Action"] == ["s3:DeleteObject"]
+    assert writers["ReleaseDatastoreLock"]["Resource"] == [f"{arn}/env/dev/.datastore.lock"]
+    every_action = [(a, r) for s in [*readers.values(), *writers.values()] for a in s["Action"] for r in s["Resource"]]
+    assert [(a, r) for a, r in every_action if "Delete" in a] == [("s3:DeleteObject", f"{arn}/env/dev/.datastore.lock")]
+    assert not [a for a, _ in every_action if a.endswith("*")]
     assert set(readers) == {"ListDatastore", "ReadDatastoreObjects"}
 
 

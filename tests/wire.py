@@ -20,13 +20,37 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from tests.proxy import Fault, Proxy, Seen
 
 INDEX_NAME = ".datastore-index.json"
+META_NAME = "_index/_meta.json"
+LOCK_NAME = ".datastore.lock"
 
 INDEX_GET = "index-get"
 LIST = "list"
 OBJECT_GET = "object-get"
 INDEX_PUT = "index-put"
 OBJECT_PUT = "object-put"
+#: swamp's layout (issue 11): ``_index/_meta.json``, ``_index/<partition>.json`` and the lock.
+META_GET = "meta-get"
+META_PUT = "meta-put"
+SHARD_GET = "shard-get"
+SHARD_PUT = "shard-put"
+LOCK_GET = "lock-get"
+LOCK_PUT = "lock-put"
+LOCK_DELETE = "lock-delete"
 OTHER = "other"
+
+
+def _object_kind(name: str, get: bool) -> str:
+    """What an object read or write is, from the object's full name (any prefix before the datastore's keys)."""
+    if name.endswith(INDEX_NAME):
+        return INDEX_GET if get else INDEX_PUT
+    if name.endswith(META_NAME):
+        return META_GET if get else META_PUT
+    if name.endswith(LOCK_NAME):
+        return LOCK_GET if get else LOCK_PUT
+    if "_index/" in name and name.endswith(".json"):
+        return SHARD_GET if get else SHARD_PUT
+    return OBJECT_GET if get else OBJECT_PUT
+
 
 _GCS_NAME = re.compile(rb'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
@@ -41,20 +65,24 @@ def request_kind(backend: str, method: str, path: str, body: bytes = b"") -> str
         if method == "GET" and not key and "list-type" in query:
             return LIST
         if method == "GET" and key:
-            return INDEX_GET if key.endswith(INDEX_NAME) else OBJECT_GET
+            return _object_kind(key, True)
         if method == "PUT" and key:
-            return INDEX_PUT if key.endswith(INDEX_NAME) else OBJECT_PUT
+            return _object_kind(key, False)
+        if method == "DELETE" and key.endswith(LOCK_NAME):
+            return LOCK_DELETE
         return OTHER
     if backend == "gcs":
         if method == "GET" and parts.path.startswith("/download/storage/v1/b/"):
             name = unquote(parts.path.split("/o/", 1)[1])
-            return INDEX_GET if name.endswith(INDEX_NAME) else OBJECT_GET
+            return _object_kind(name, True)
         if method == "GET" and re.fullmatch(r"/storage/v1/b/[^/]+/o/?", parts.path):
             return LIST
         if method == "POST" and parts.path.startswith("/upload/storage/v1/b/"):
             found = _GCS_NAME.search(body)
             name = found.group(1).decode() if found else query.get("name", [""])[0]
-            return INDEX_PUT if name.endswith(INDEX_NAME) else OBJECT_PUT
+            return _object_kind(name, False)
+        if method == "DELETE" and "/o/" in parts.path and unquote(parts.path).endswith(LOCK_NAME):
+            return LOCK_DELETE
         return OTHER
     raise ValueError(backend)
 

@@ -2,20 +2,27 @@
 
 Readers get exactly what ``syncops hydrate`` needs on a bucket whose index exists (read objects, list
 the prefix); writers add what ``syncops push`` / ``discover`` need (create objects, including the
-index). Nothing grants delete of data on AWS; on GCS, replacing an existing object (the index on every
-push) requires ``storage.objects.delete``, so writers carry it there. Everything is scoped to the bucket
-and, when one is set, to the prefix.
+index). Nothing grants delete of data on AWS: writers may delete one object, swamp's lock
+``<prefix>/.datastore.lock``, which syncops removes when it releases the lock it took (the only delete it
+ever makes). On GCS, replacing an existing object (the index on every push) requires
+``storage.objects.delete``, so writers carry it there. Everything is scoped to the bucket and, when one
+is set, to the prefix.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from syncops.lock import LOCK_KEY
+
 READER_ACTIONS = ["s3:GetObject"]
 WRITER_ACTIONS = ["s3:GetObject", "s3:PutObject"]
 KMS_READER_ACTIONS = ["kms:Decrypt"]
 #: Multipart uploads to an SSE-KMS bucket read back the data key, so writers need Decrypt as well.
 KMS_WRITER_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
+
+#: Writers release the lock they took (SPEC §2): delete on that one key, never on data.
+LOCK_RELEASE_ACTIONS = ["s3:DeleteObject"]
 
 GCS_READER_PERMISSIONS = ["storage.objects.get", "storage.objects.list"]
 GCS_WRITER_PERMISSIONS = [
@@ -46,6 +53,11 @@ def aws_access_policy(bucket_arn: str, prefix: str, *, writer: bool, kms_key_arn
             "Resource": [objects],
         },
     ]
+    if writer:
+        lock = f"{bucket_arn}/{prefix}/{LOCK_KEY}" if prefix else f"{bucket_arn}/{LOCK_KEY}"
+        statements.append(
+            {"Sid": "ReleaseDatastoreLock", "Effect": "Allow", "Action": list(LOCK_RELEASE_ACTIONS), "Resource": [lock]}
+        )
     if kms_key_arn:
         statements.append(
             {

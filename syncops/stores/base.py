@@ -125,11 +125,13 @@ class Fetched:
 
 @dataclass(frozen=True)
 class Head:
-    """An object's metadata without its bytes; ``md5`` (hex) when the store knows the content's MD5."""
+    """An object's metadata without its bytes; ``md5`` (hex) when the store knows the content's MD5,
+    ``last_modified`` when it reports one (what swamp measures a lock's age from)."""
 
     size: int
     token: str
     md5: str | None = None
+    last_modified: datetime | None = None
 
 
 class UploadBody(Protocol):
@@ -147,10 +149,13 @@ class UploadBody(Protocol):
 
 @dataclass(frozen=True)
 class Blob:
-    """A whole small object (the index) and its version token: S3 ETag, GCS generation, local MD5."""
+    """A whole small object (the index, a shard, the lock) and its version token: S3 ETag, GCS
+    generation, local MD5; ``last_modified`` is the object's time as the store reports it (S3
+    ``LastModified``, GCS ``updated``, the file's mtime), which decides whether a lock is stale."""
 
     data: bytes
     token: str
+    last_modified: datetime | None = None
 
 
 def spooled(data: bytes | Iterable[bytes]) -> tuple[BinaryIO, int]:
@@ -249,6 +254,18 @@ class ObjectStore(Protocol):
 
         Returns the new version token; :class:`PreconditionFailed` when the condition does not hold
         (including an ``if_token`` object that no longer exists).
+        """
+        ...
+
+    def delete(self, key: str, *, if_token: str) -> None:
+        """Delete ``key`` only while it is at version ``if_token``.
+
+        Used for one thing only: releasing syncops's own ``.datastore.lock`` (SPEC §2: the only delete
+        syncops ever makes), after a read confirmed the lock still carries its nonce. S3 sends
+        ``If-Match`` (a server that refuses the condition as unsupported gets the plain delete the
+        read already vouched for, as swamp does), GCS ``ifGenerationMatch``, ``file://`` compares
+        under its flock. :class:`PreconditionFailed` when the object changed, :class:`NotFound` when
+        it is gone.
         """
         ...
 

@@ -1,8 +1,10 @@
 """``file:///path``: a local directory acting as the bucket (the embedded default, no server).
 
-Version tokens are the MD5 of the content, as an S3 ETag would be. Conditional writes are made
-atomic across processes with an exclusive ``flock`` on the root's ``.datastore.lock`` (an internal
-file, never data), so racing peers on one machine behave as they do against a real bucket.
+Version tokens are the MD5 of the content, as an S3 ETag would be. Conditional writes (and the
+conditional delete that releases syncops's own lock) are made atomic across processes with an
+exclusive ``flock`` on ``_control/syncops.flock`` (an internal file, never data), so racing peers on
+one machine behave as they do against a real bucket. The flock file is deliberately not
+``.datastore.lock``: that key is swamp's lock object, which on ``file://`` is an object like any other.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from syncops.localfs import (
 )
 from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, UploadBody
 
-_LOCK_NAME = ".datastore.lock"
+#: The file the conditional operations flock; under ``_control/``, internal at the root.
+FLOCK_KEY = "_control/syncops.flock"
 
 
 class LocalStore:
@@ -55,7 +58,9 @@ class LocalStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.root / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.root / FLOCK_KEY
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -63,14 +68,15 @@ class LocalStore:
             os.close(fd)
 
     # -- contract ------------------------------------------------------------------------------
-    def _read(self, key: str, out: BinaryIO | None) -> tuple[bytes, int, str]:
-        """Read ``key`` whole (``out`` None) or into ``out``; returns (bytes or b"", size, md5 token)."""
+    def _read(self, key: str, out: BinaryIO | None) -> tuple[bytes, int, str, datetime]:
+        """Read ``key`` whole (``out`` None) or into ``out``; returns (bytes or b"", size, md5 token, mtime)."""
         self._require_root()
         digest = hashlib.md5()
         chunks: list[bytes] = []
         size = 0
         try:
-            with open_file_under(self.root, key) as (fd, _):
+            with open_file_under(self.root, key) as (fd, info):
+                modified = datetime.fromtimestamp(info.st_mtime, tz=timezone.utc)
                 while True:
                     data = os.read(fd, CHUNK)
                     if not data:
@@ -89,11 +95,11 @@ class LocalStore:
             if out is not None and not isinstance(exc, (FileNotFoundError, PermissionError)):
                 raise  # the writing side (a full disk): reported as a local I/O failure
             raise self._translate(exc, "read", key) from None
-        return b"".join(chunks), size, digest.hexdigest()
+        return b"".join(chunks), size, digest.hexdigest(), modified
 
     def get(self, key: str) -> Blob:
-        data, _, token = self._read(key, None)
-        return Blob(data=data, token=token)
+        data, _, token, modified = self._read(key, None)
+        return Blob(data=data, token=token, last_modified=modified)
 
     def _write(self, key: str, chunks: Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None) -> str:
         """Write ``key`` atomically, under the root's lock when a condition has to hold."""
@@ -152,12 +158,26 @@ class LocalStore:
             raise self._translate(exc, "list", "") from None
 
     def download(self, key: str, out: BinaryIO, *, checked_by_caller: bool = False) -> Fetched:
-        _, size, token = self._read(key, out)
+        _, size, token, _ = self._read(key, out)
         return Fetched(size=size, token=token)
 
     def head(self, key: str) -> Head:
-        _, size, token = self._read(key, None)
-        return Head(size=size, token=token, md5=token)
+        _, size, token, modified = self._read(key, None)
+        return Head(size=size, token=token, md5=token, last_modified=modified)
+
+    def delete(self, key: str, *, if_token: str) -> None:
+        self._require_root()
+        safe_join(self.root, key)
+        try:
+            with self._locked():
+                if self._read(key, None)[2] != if_token:
+                    raise PreconditionFailed(f"{self.url.object_url(key)} changed since it was read; not deleted")
+                with open_parent(self.root, key) as (parent, name):
+                    os.unlink(name, dir_fd=parent)
+        except (NotADirectoryError, NotRegularFile):
+            raise NotFound(f"{self.url.object_url(key)}: not found") from None
+        except OSError as exc:
+            raise self._translate(exc, "delete", key) from None
 
     def upload(self, key: str, body: UploadBody, *, if_absent: bool = False, if_token: str | None = None) -> str:
         def chunks() -> Iterator[bytes]:

@@ -68,6 +68,7 @@ _PERMISSIONS = {
     "HeadObject": "s3:GetObject",
     "PutObject": "s3:PutObject",
     "ListObjectsV2": "s3:ListBucket",
+    "DeleteObject": "s3:DeleteObject (granted on the lock object only)",
 }
 _CREDENTIAL_METHODS = {
     "env": "environment variables (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
@@ -266,8 +267,8 @@ class S3Store:
     # -- contract ------------------------------------------------------------------------------
     def get(self, key: str) -> Blob:
         buffer = io.BytesIO()
-        fetched = self.download(key, buffer)
-        return Blob(data=buffer.getvalue(), token=fetched.token)
+        fetched, modified = self._download(key, buffer)
+        return Blob(data=buffer.getvalue(), token=fetched.token, last_modified=modified)
 
     def put(
         self, key: str, data: bytes | Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None
@@ -329,18 +330,21 @@ class S3Store:
         """Stream one object into ``out``, checked against its ETag when that is the body's MD5 (unless the
         caller checks a sha256 itself: MD5 is a hash pass of its own, as costly as the sha256's)."""
         if checked_by_caller:
-            written, etag = self._fetch(key, out)
+            written, etag, _ = self._fetch(key, out)
             return Fetched(size=written, token=etag)
+        return self._download(key, out)[0]
+
+    def _download(self, key: str, out: BinaryIO) -> tuple[Fetched, datetime | None]:
         start = out.tell()
         for attempt in range(BODY_ATTEMPTS):
             checked = _Md5Writer(out)
-            written, etag = self._fetch(key, checked)  # type: ignore[arg-type]
+            written, etag, modified = self._fetch(key, checked)  # type: ignore[arg-type]
             if not self._etag_is_md5 or not _PLAIN_ETAG.fullmatch(etag) or checked.hexdigest() == etag.strip('"'):
-                return Fetched(size=written, token=etag)
+                return Fetched(size=written, token=etag), modified
             if self._encrypted_with_kms(key):
                 # SSE-KMS and SSE-C ETags are not MD5s of the data: nothing to check against.
                 self._etag_is_md5 = False
-                return Fetched(size=written, token=etag)
+                return Fetched(size=written, token=etag), modified
             out.seek(start)
             out.truncate()
             if attempt + 1 < BODY_ATTEMPTS:
@@ -364,10 +368,24 @@ class S3Store:
         etag = str(head["ETag"])
         kms = str(head.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(head.get("SSECustomerAlgorithm"))
         md5 = etag.strip('"') if _PLAIN_ETAG.fullmatch(etag) and not kms else None
-        return Head(size=int(head["ContentLength"]), token=etag, md5=md5)
+        return Head(size=int(head["ContentLength"]), token=etag, md5=md5, last_modified=head.get("LastModified"))
 
-    def _fetch(self, key: str, out: BinaryIO) -> tuple[int, str]:
-        """Stream one object into ``out``; returns the byte count and the ETag (index and data alike)."""
+    def delete(self, key: str, *, if_token: str) -> None:
+        """DeleteObject with ``If-Match``; a server that refuses the condition itself (501) gets the plain
+        delete, which the caller's read of the object (swamp's release) has already vouched for."""
+        try:
+            try:
+                self._client.delete_object(Bucket=self.bucket, Key=self.url.full_key(key), IfMatch=if_token)
+            except Exception as exc:
+                error = self._translate(exc, "DeleteObject", key)
+                if not isinstance(error, ConditionUnsupported):
+                    raise error from None
+                self._client.delete_object(Bucket=self.bucket, Key=self.url.full_key(key))
+        except Exception as exc:
+            raise self._translate(exc, "DeleteObject", key) from None
+
+    def _fetch(self, key: str, out: BinaryIO) -> tuple[int, str, datetime | None]:
+        """Stream one object into ``out``; returns the byte count, the ETag and LastModified."""
         if self._fast_downloads:
             # Object bytes go through the Rust data plane (see stores/s3_data.py); same errors.
             try:
@@ -382,7 +400,7 @@ class S3Store:
                 for chunk in response["Body"].iter_chunks(1 << 20):
                     out.write(chunk)
                     written += len(chunk)
-                return written, str(response["ETag"])
+                return written, str(response["ETag"]), response.get("LastModified")
             except _body_errors() as exc:
                 if attempt + 1 == BODY_ATTEMPTS:
                     raise self._translate(exc, "GetObject", key) from None

@@ -183,10 +183,10 @@ class ObstoreDownloader:
             return Unavailable(f"GetObject {self._where(key)}: {summary} (after {self._attempts} attempts)"), True
         return StoreError(f"GetObject {self._where(key)} failed: {summary}"), False
 
-    def fetch(self, path: str, key: str, out: BinaryIO) -> tuple[int, str]:
+    def fetch(self, path: str, key: str, out: BinaryIO) -> tuple[int, str, datetime | None]:
         """Stream object ``path`` into ``out``, retrying transient failures within the budget.
 
-        Returns the byte count and the ETag, quoted as S3 and boto3 give it.
+        Returns the byte count, the ETag (quoted as S3 and boto3 give it) and the LastModified time.
 
         The Rust client's own retries are off, so that every retry is a whole GET from byte 0
         (never a ranged resume that could splice two versions of an object replaced meanwhile)
@@ -202,12 +202,13 @@ class ObstoreDownloader:
                 result = obstore.get(self._store, path)
                 in_body = True
                 etag = str(result.meta.get("e_tag") or "")
+                modified = result.meta.get("last_modified")
                 if result.meta["size"] <= WHOLE_READ_LIMIT:
-                    return _write(out, result.bytes()), etag
+                    return _write(out, result.bytes()), etag, modified
                 written = 0
                 for chunk in result.stream(min_chunk_size=WHOLE_READ_LIMIT):
                     written += _write(out, chunk)
-                return written, etag
+                return written, etag, modified
             except _LocalWriteError as exc:
                 raise exc.cause from None  # the disk, not the network: the caller reports it
             except Exception as exc:
