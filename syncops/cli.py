@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from syncops import __version__
-from syncops.errors import CorruptIndex, StoreError, SyncopsError
+from syncops.errors import BadInput, CorruptIndex, StoreError, SyncopsError
 from syncops.keys import escape_key
 from syncops.report import Report, human_size
 
@@ -51,7 +51,46 @@ def _render_list(title: str, keys: list[str]) -> None:
         _say(f"  ... and {len(keys) - _SHOW} more (--json lists them all)")
 
 
+_SEED_STATUS_TEXT = {
+    "seeded": "seeded; index published",
+    "unchanged": "already seeded: every entry is there and indexed; nothing written",
+    "empty": "nothing to seed (the source holds no matching data); nothing written",
+    "conflicts": "not seeded: the destination holds other content for some keys; its index is unchanged",
+    "planned": "seed plan (nothing copied or written)",
+}
+
+
+def _render_seed(report: Report) -> None:
+    status = _SEED_STATUS_TEXT.get(report.status, report.status)
+    _say(f"{report.source} -> {report.url}: {status} ({report.entries} entries)")
+    if report.dry_run:
+        _say(f"plan: {len(report.to_copy or [])} to copy ({report.copy_mode}), {report.skipped} already there")
+        _render_list("to copy", report.to_copy or [])
+    elif report.status != "conflicts":
+        _say(
+            f"seed: {report.copied} copied ({report.copy_mode}), {report.skipped} already there, "
+            f"{report.stale} gone from the source, {human_size(report.bytes or 0)}"
+        )
+    if report.conflicts:
+        _say(f"conflicts ({len(report.conflicts)}): the destination holds other content")
+        for item in report.conflicts[:_SHOW]:
+            _say(
+                f"  {escape_key(item['key'])}: source {item['source']}, destination {item['destination']} "
+                f"({item['reason']})"
+            )
+        if len(report.conflicts) > _SHOW:
+            _say(f"  ... and {len(report.conflicts) - _SHOW} more (--json lists them all)")
+        _say("  `syncops seed --force` copies the source's objects and entries over them")
+    for problem in report.problems:
+        _say(f"problem: {problem.get('kind')}: {escape_key(problem.get('key', ''))} ({problem.get('detail', '')})")
+    for warning in report.warnings:
+        _say(f"warning: {warning}")
+
+
 def _render_human(report: Report) -> None:
+    if report.source is not None:
+        _render_seed(report)
+        return
     status = _STATUS_TEXT.get(report.status, report.status)
     if report.status == "discovered" and not report.index_written:
         status = "no index: planned against the listing (nothing published)"
@@ -278,6 +317,59 @@ def verify(url: str, repair: bool, endpoint_url: str | None, as_json: bool) -> N
         return run(_open(url, endpoint_url), repair=repair)
 
     _run("verify", url, as_json, action)
+
+
+@cli.command()
+@click.argument("source", metavar="SRC")
+@click.argument("destination", metavar="DST")
+@click.option(
+    "--include",
+    multiple=True,
+    metavar="GLOB",
+    help="Seed only keys matching GLOB (shell-style, whole key, '*' also matches '/'); repeatable.",
+)
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Leave out keys matching GLOB; repeatable.")
+@click.option("--force", is_flag=True, help="Copy over destination objects and index entries that hold other content.")
+@click.option("--dry-run", is_flag=True, help="Print what would be copied; write nothing.")
+@concurrency_option
+@endpoint_option
+@json_option
+def seed(
+    source: str,
+    destination: str,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    force: bool,
+    dry_run: bool,
+    concurrency: int,
+    endpoint_url: str | None,
+    as_json: bool,
+) -> None:
+    """Copy SRC's data into DST and publish DST's index (SRC is only read; server-side when it can be)."""
+
+    def action() -> Report:
+        from syncops.seed import refuse_nesting
+        from syncops.seed import seed as run
+        from syncops.stores.base import DatastoreUrl
+
+        src_url, dst_url = DatastoreUrl.parse(source), DatastoreUrl.parse(destination)
+        refuse_nesting(src_url, dst_url)  # before any store is opened: bad input needs no credentials
+        if endpoint_url is not None and "s3" not in (src_url.scheme, dst_url.scheme):
+            raise BadInput("--endpoint-url applies to s3:// datastores only (GCS emulators: STORAGE_EMULATOR_HOST)")
+        src = _open(source, endpoint_url if src_url.scheme == "s3" else None, concurrency)
+        dst = _open(destination, endpoint_url if dst_url.scheme == "s3" else None, concurrency)
+        return run(
+            src,
+            dst,
+            include=include,
+            exclude=exclude,
+            force=force,
+            dry_run=dry_run,
+            concurrency=concurrency,
+            progress=_progress(as_json),
+        )
+
+    _run("seed", destination, as_json, action)
 
 
 @cli.command()
