@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from syncops import __version__
-from syncops.errors import BadInput, CorruptIndex, StoreError, SyncopsError
+from syncops import __version__, api
+from syncops.errors import CorruptIndex, StoreError, SyncopsError
 from syncops.keys import escape_key
 from syncops.report import Report, human_size
 
@@ -161,12 +161,6 @@ def _run(command: str, url: str, as_json: bool, action: Callable[[], Report]) ->
         sys.exit(report.exit_code)
 
 
-def _open(url: str, endpoint_url: str | None, concurrency: int = 32) -> Any:
-    from syncops.stores import open_store
-
-    return open_store(url, endpoint_url=endpoint_url, concurrency=concurrency)
-
-
 def _progress(as_json: bool) -> Any:
     from syncops.progress import for_stderr
 
@@ -205,20 +199,7 @@ def cli() -> None:
 def discover(url: str, rebuild: bool, endpoint_url: str | None, as_json: bool) -> None:
     """Make URL's .datastore-index.json valid, building it from a listing when absent."""
 
-    def action() -> Report:
-        from syncops.discover import discover as run
-
-        store = _open(url, endpoint_url)
-        result = run(store, rebuild=rebuild)
-        return Report(
-            url=str(store.url),
-            status=result.status,
-            entries=len(result.index),
-            index_written=result.index_written,
-            warnings=result.warnings,
-        )
-
-    _run("discover", url, as_json, action)
+    _run("discover", url, as_json, lambda: api.discover(url, rebuild=rebuild, endpoint_url=endpoint_url))
 
 
 def transfer_options(func: Callable[..., None]) -> Callable[..., None]:
@@ -238,11 +219,19 @@ def _transfer(
     as_json: bool,
     **options: bool,
 ) -> None:
-    """Run hydrate or push between URL and DIR with a bounded pool and a progress bar on a terminal."""
+    """Run hydrate, push or bootstrap between URL and DIR with a bounded pool and a progress bar on a
+    terminal; the report is rendered whatever its exit code (``check=False``)."""
 
     def action() -> Report:
-        store = _open(url, endpoint_url, concurrency)
-        return engine(store, directory, concurrency=concurrency, progress=_progress(as_json), **options)
+        return engine(
+            url,
+            directory,
+            concurrency=concurrency,
+            endpoint_url=endpoint_url,
+            progress=_progress(as_json),
+            check=False,
+            **options,
+        )
 
     _run(command, url, as_json, action)
 
@@ -260,9 +249,7 @@ def hydrate(
     url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool, force: bool, dry_run: bool
 ) -> None:
     """Bring DIR up to date from URL (discovering the index first when the bucket has none)."""
-    from syncops.hydrate import hydrate as run
-
-    _transfer("hydrate", run, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
+    _transfer("hydrate", api.hydrate, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
 
 
 @cli.command()
@@ -273,9 +260,7 @@ def push(
     url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool, force: bool, dry_run: bool
 ) -> None:
     """Upload files changed in DIR since the last sync and publish the merged index (never deletes)."""
-    from syncops.push import push as run
-
-    _transfer("push", run, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
+    _transfer("push", api.push, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
 
 
 @cli.command()
@@ -286,21 +271,14 @@ def push(
 def status(url: str, directory: Path, endpoint_url: str | None, as_json: bool) -> None:
     """Print what hydrate and push would do between URL and DIR; writes nothing anywhere."""
 
-    def action() -> Report:
-        from syncops.status import status as run
-
-        return run(_open(url, endpoint_url), directory)
-
-    _run("status", url, as_json, action)
+    _run("status", url, as_json, lambda: api.status(url, directory, endpoint_url=endpoint_url, check=False))
 
 
 @cli.command()
 @transfer_options
 def bootstrap(url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool) -> None:
     """The post-deploy step: discover, then hydrate DIR."""
-    from syncops.hydrate import hydrate as run
-
-    _transfer("bootstrap", run, url, directory, concurrency, endpoint_url, as_json)
+    _transfer("bootstrap", api.bootstrap, url, directory, concurrency, endpoint_url, as_json)
 
 
 @cli.command()
@@ -311,12 +289,7 @@ def bootstrap(url: str, directory: Path, concurrency: int, endpoint_url: str | N
 def verify(url: str, repair: bool, endpoint_url: str | None, as_json: bool) -> None:
     """Compare URL's index with a listing; exit 5 listing each problem (read-only unless --repair)."""
 
-    def action() -> Report:
-        from syncops.verify import verify as run
-
-        return run(_open(url, endpoint_url), repair=repair)
-
-    _run("verify", url, as_json, action)
+    _run("verify", url, as_json, lambda: api.verify(url, repair=repair, endpoint_url=endpoint_url, check=False))
 
 
 @cli.command()
@@ -348,25 +321,17 @@ def seed(
     """Copy SRC's data into DST and publish DST's index (SRC is only read; server-side when it can be)."""
 
     def action() -> Report:
-        from syncops.seed import refuse_nesting
-        from syncops.seed import seed as run
-        from syncops.stores.base import DatastoreUrl
-
-        src_url, dst_url = DatastoreUrl.parse(source), DatastoreUrl.parse(destination)
-        refuse_nesting(src_url, dst_url)  # before any store is opened: bad input needs no credentials
-        if endpoint_url is not None and "s3" not in (src_url.scheme, dst_url.scheme):
-            raise BadInput("--endpoint-url applies to s3:// datastores only (GCS emulators: STORAGE_EMULATOR_HOST)")
-        src = _open(source, endpoint_url if src_url.scheme == "s3" else None, concurrency)
-        dst = _open(destination, endpoint_url if dst_url.scheme == "s3" else None, concurrency)
-        return run(
-            src,
-            dst,
+        return api.seed(
+            source,
+            destination,
             include=include,
             exclude=exclude,
             force=force,
             dry_run=dry_run,
             concurrency=concurrency,
+            endpoint_url=endpoint_url,
             progress=_progress(as_json),
+            check=False,
         )
 
     _run("seed", destination, as_json, action)

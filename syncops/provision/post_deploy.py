@@ -47,27 +47,22 @@ def datastore_url(cloud: str, bucket: str, prefix: str) -> str:
 def run_discovery(props: Mapping[str, Any]) -> dict[str, Any]:
     """Discover the datastore the resource's inputs name, as their settings say, and describe the
     outcome as the resource's outputs (which never hold a setting: secrets stay inputs)."""
-    from syncops.discover import discover
+    from syncops import api
     from syncops.errors import SyncopsError
-    from syncops.stores import open_store
 
     cloud, bucket, prefix = str(props["cloud"]), str(props["bucket"]), str(props.get("prefix") or "")
     url = f"{SCHEMES.get(cloud, cloud)}://{bucket}" + (f"/{prefix}" if prefix else "")  # until checked
     try:
         url = datastore_url(cloud, bucket, prefix)
-        store = open_store(url, settings=store_settings(props))
-        try:
-            result = discover(store)
-        finally:
-            store.close()
+        report = api.discover(url, settings=store_settings(props))
     except SyncopsError as exc:
         raise PostDeployFailed(url, str(exc), exc.exit_code) from None
     return {
         "datastore_url": url,
-        "index_status": result.status,
-        "index_entries": len(result.index),
-        "index_written": result.index_written,
-        "warnings": list(result.warnings),
+        "index_status": report.status,
+        "index_entries": report.entries,
+        "index_written": report.index_written,
+        "warnings": list(report.warnings),
     }
 
 

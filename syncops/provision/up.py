@@ -17,12 +17,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from syncops import api
+from syncops.api import DEFAULT_CONCURRENCY
 from syncops.errors import BadInput, SyncopsError
-from syncops.hydrate import DEFAULT_CONCURRENCY, hydrate
 from syncops.progress import Progress
 from syncops.provision.failure import PostDeployFailed
 from syncops.report import Report
-from syncops.stores import open_store
 
 INSTALL_HINT = (
     "install it with `curl -fsSL https://get.pulumi.com | sh` (or `brew install pulumi`; see "
@@ -136,8 +136,4 @@ def up(
     status = _output(outputs, "indexStatus")
     entries = _output(outputs, "indexEntries")
     emit(f"syncops up: stack {stack.name}: datastore {url}, index {status} ({entries} entries); bootstrapping {target}")
-    store = open_store(url, concurrency=concurrency)
-    try:
-        return hydrate(store, target, concurrency=concurrency, progress=progress)
-    finally:
-        store.close()
+    return api.bootstrap(url, target, concurrency=concurrency, progress=progress or False, check=False)
