@@ -35,6 +35,7 @@ settings = parse_settings(
             "bootstrap",
             "location",
             "softDeleteDays",
+            "seedFrom",
         )
     },
     {"tags": config.get_object("tags"), "labels": config.get_object("labels")},
@@ -68,6 +69,7 @@ if settings.cloud == "aws":
             abort_incomplete_upload_days=settings.abort_incomplete_upload_days,
             force_destroy=settings.force_destroy,
             tags=settings.labels,
+            seed_from=settings.seed_from,
         ),
     )
 else:
@@ -84,6 +86,7 @@ else:
             soft_delete_days=settings.soft_delete_days,
             force_destroy=settings.force_destroy,
             labels=settings.labels,
+            seed_from=settings.seed_from,
         ),
     )
 
@@ -103,10 +106,16 @@ if settings.bootstrap:
         bucket=datastore.bucket_name,
         prefix=settings.prefix,
         access=access,
+        # With syncops:seedFrom, the new bucket is seeded from that datastore first (once), then discovered.
+        seed_from=settings.seed_from,
         opts=pulumi.ResourceOptions(depends_on=[datastore.bucket, *datastore.settings], provider=datastore.provider),
     )
     pulumi.export("indexStatus", discovery.index_status)
     pulumi.export("indexEntries", discovery.index_entries)
+    pulumi.export("seededFrom", discovery.seeded_from)
+    pulumi.export("seededObjects", discovery.seeded_objects)
 else:
     pulumi.export("indexStatus", "skipped")
     pulumi.export("indexEntries", None)
+    pulumi.export("seededFrom", None)
+    pulumi.export("seededObjects", None)

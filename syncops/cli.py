@@ -22,12 +22,11 @@ from typing import Any, NoReturn
 
 import click
 
-from syncops import __version__
+from syncops import __version__, api
 from syncops.errors import BadInput, CorruptIndex, StoreError, SyncopsError
 from syncops.keys import escape_key
-from syncops.redact import redact, remember
+from syncops.redact import redact
 from syncops.report import Report, human_size
-from syncops.validate import check_store_endpoint
 
 _STATUS_TEXT = {
     "found": "index found, used as it is; nothing written",
@@ -69,7 +68,46 @@ def _render_list(title: str, keys: list[str]) -> None:
         _say(f"  ... and {len(keys) - _SHOW} more (--json lists them all)")
 
 
+_SEED_STATUS_TEXT = {
+    "seeded": "seeded; index published",
+    "unchanged": "already seeded: every entry is there and indexed; nothing written",
+    "empty": "nothing to seed (the source holds no matching data); nothing written",
+    "conflicts": "not seeded: the destination holds other content for some keys; its index is unchanged",
+    "planned": "seed plan (nothing copied or written)",
+}
+
+
+def _render_seed(report: Report) -> None:
+    status = _SEED_STATUS_TEXT.get(report.status, report.status)
+    _say(f"{report.source} -> {report.url}: {status} ({report.entries} entries)")
+    if report.dry_run:
+        _say(f"plan: {len(report.to_copy or [])} to copy ({report.copy_mode}), {report.skipped} already there")
+        _render_list("to copy", report.to_copy or [])
+    elif report.status != "conflicts":
+        _say(
+            f"seed: {report.copied} copied ({report.copy_mode}), {report.skipped} already there, "
+            f"{report.stale} gone from the source, {human_size(report.bytes or 0)}"
+        )
+    if report.conflicts:
+        _say(f"conflicts ({len(report.conflicts)}): the destination holds other content")
+        for item in report.conflicts[:_SHOW]:
+            _say(
+                f"  {escape_key(item['key'])}: source {item['source']}, destination {item['destination']} "
+                f"({item['reason']})"
+            )
+        if len(report.conflicts) > _SHOW:
+            _say(f"  ... and {len(report.conflicts) - _SHOW} more (--json lists them all)")
+        _say("  `syncops seed --force` copies the source's objects and entries over them")
+    for problem in report.problems:
+        _say(f"problem: {problem.get('kind')}: {escape_key(problem.get('key', ''))} ({problem.get('detail', '')})")
+    for warning in report.warnings:
+        _say(f"warning: {warning}")
+
+
 def _render_human(report: Report) -> None:
+    if report.source is not None:
+        _render_seed(report)
+        return
     status = _STATUS_TEXT.get(report.status, report.status)
     if report.status == "discovered" and not report.index_written:
         status = "no index: planned against the listing (nothing published)"
@@ -166,16 +204,6 @@ def _run(command: str, url: str, as_json: bool, action: Callable[[], Report]) ->
         sys.exit(report.exit_code)
 
 
-def _open(url: str, endpoint_url: str | None, concurrency: int = 32) -> Any:
-    """The store for URL, after the URL, bucket name and endpoint are checked (exit 2 when malformed)."""
-    from syncops.stores import DatastoreUrl, open_store
-
-    remember(endpoint_url)  # its password is hidden wherever a message repeats it
-    parsed = DatastoreUrl.parse(url)
-    check_store_endpoint(parsed.scheme, endpoint_url)
-    return open_store(parsed, endpoint_url=endpoint_url, concurrency=concurrency)
-
-
 def _progress(as_json: bool) -> Any:
     from syncops.progress import for_stderr
 
@@ -214,20 +242,7 @@ def cli() -> None:
 def discover(url: str, rebuild: bool, endpoint_url: str | None, as_json: bool) -> None:
     """Make URL's .datastore-index.json valid, building it from a listing when absent."""
 
-    def action() -> Report:
-        from syncops.discover import discover as run
-
-        store = _open(url, endpoint_url)
-        result = run(store, rebuild=rebuild)
-        return Report(
-            url=str(store.url),
-            status=result.status,
-            entries=len(result.index),
-            index_written=result.index_written,
-            warnings=result.warnings,
-        )
-
-    _run("discover", url, as_json, action)
+    _run("discover", url, as_json, lambda: api.discover(url, rebuild=rebuild, endpoint_url=endpoint_url))
 
 
 def transfer_options(func: Callable[..., None]) -> Callable[..., None]:
@@ -247,11 +262,19 @@ def _transfer(
     as_json: bool,
     **options: bool,
 ) -> None:
-    """Run hydrate or push between URL and DIR with a bounded pool and a progress bar on a terminal."""
+    """Run hydrate, push or bootstrap between URL and DIR with a bounded pool and a progress bar on a
+    terminal; the report is rendered whatever its exit code (``check=False``)."""
 
     def action() -> Report:
-        store = _open(url, endpoint_url, concurrency)
-        return engine(store, directory, concurrency=concurrency, progress=_progress(as_json), **options)
+        return engine(
+            url,
+            directory,
+            concurrency=concurrency,
+            endpoint_url=endpoint_url,
+            progress=_progress(as_json),
+            check=False,
+            **options,
+        )
 
     _run(command, url, as_json, action)
 
@@ -269,9 +292,7 @@ def hydrate(
     url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool, force: bool, dry_run: bool
 ) -> None:
     """Bring DIR up to date from URL (discovering the index first when the bucket has none)."""
-    from syncops.hydrate import hydrate as run
-
-    _transfer("hydrate", run, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
+    _transfer("hydrate", api.hydrate, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
 
 
 @cli.command()
@@ -282,9 +303,7 @@ def push(
     url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool, force: bool, dry_run: bool
 ) -> None:
     """Upload files changed in DIR since the last sync and publish the merged index (never deletes)."""
-    from syncops.push import push as run
-
-    _transfer("push", run, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
+    _transfer("push", api.push, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
 
 
 @cli.command()
@@ -295,21 +314,14 @@ def push(
 def status(url: str, directory: Path, endpoint_url: str | None, as_json: bool) -> None:
     """Print what hydrate and push would do between URL and DIR; writes nothing anywhere."""
 
-    def action() -> Report:
-        from syncops.status import status as run
-
-        return run(_open(url, endpoint_url), directory)
-
-    _run("status", url, as_json, action)
+    _run("status", url, as_json, lambda: api.status(url, directory, endpoint_url=endpoint_url, check=False))
 
 
 @cli.command()
 @transfer_options
 def bootstrap(url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool) -> None:
     """The post-deploy step: discover, then hydrate DIR."""
-    from syncops.hydrate import hydrate as run
-
-    _transfer("bootstrap", run, url, directory, concurrency, endpoint_url, as_json)
+    _transfer("bootstrap", api.bootstrap, url, directory, concurrency, endpoint_url, as_json)
 
 
 @cli.command()
@@ -320,12 +332,52 @@ def bootstrap(url: str, directory: Path, concurrency: int, endpoint_url: str | N
 def verify(url: str, repair: bool, endpoint_url: str | None, as_json: bool) -> None:
     """Compare URL's index with a listing; exit 5 listing each problem (read-only unless --repair)."""
 
+    _run("verify", url, as_json, lambda: api.verify(url, repair=repair, endpoint_url=endpoint_url, check=False))
+
+
+@cli.command()
+@click.argument("source", metavar="SRC")
+@click.argument("destination", metavar="DST")
+@click.option(
+    "--include",
+    multiple=True,
+    metavar="GLOB",
+    help="Seed only keys matching GLOB (shell-style, whole key, '*' also matches '/'); repeatable.",
+)
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Leave out keys matching GLOB; repeatable.")
+@click.option("--force", is_flag=True, help="Copy over destination objects and index entries that hold other content.")
+@click.option("--dry-run", is_flag=True, help="Print what would be copied; write nothing.")
+@concurrency_option
+@endpoint_option
+@json_option
+def seed(
+    source: str,
+    destination: str,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    force: bool,
+    dry_run: bool,
+    concurrency: int,
+    endpoint_url: str | None,
+    as_json: bool,
+) -> None:
+    """Copy SRC's data into DST and publish DST's index (SRC is only read; server-side when it can be)."""
+
     def action() -> Report:
-        from syncops.verify import verify as run
+        return api.seed(
+            source,
+            destination,
+            include=include,
+            exclude=exclude,
+            force=force,
+            dry_run=dry_run,
+            concurrency=concurrency,
+            endpoint_url=endpoint_url,
+            progress=_progress(as_json),
+            check=False,
+        )
 
-        return run(_open(url, endpoint_url), repair=repair)
-
-    _run("verify", url, as_json, action)
+    _run("seed", destination, as_json, action)
 
 
 @cli.command()

@@ -6,6 +6,11 @@ error and can never mistake a denied or failing request for "no data".
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from syncops.report import Report
+
 
 class SyncopsError(Exception):
     """Base of every error syncops reports; ``exit_code`` is what the CLI exits with."""
@@ -53,7 +58,28 @@ class CorruptIndex(SyncopsError):
     exit_code = 6
 
 
-class VerifyProblems(SyncopsError):
-    """``verify`` found problems; carries no traceback, only the exit code."""
+class ReportedFailure(SyncopsError):
+    """A command ran to its end without fully succeeding; ``report`` says what it did (Python API)."""
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class VerifyProblems(ReportedFailure):
+    """``verify`` found problems, each listed in ``report.problems``."""
 
     exit_code = 5
+
+
+class Conflicts(ReportedFailure):
+    """Keys changed on both sides (or, for seed, held other content at the destination); listed in
+    ``report.conflicts``, everything else done, nothing of either side lost."""
+
+    exit_code = 7
+
+
+class IncompleteTransfer(ReportedFailure):
+    """Every other key was done, but the keys in ``report.problems`` could not be brought."""
+
+    exit_code = 4

@@ -26,6 +26,12 @@ class Report:
     to_upload: list[str] | None = None
     #: Whether this report is a plan only (nothing was transferred or written).
     dry_run: bool | None = None
+    #: seed: the source datastore, how objects were copied (``server-side`` or ``streamed``), how many
+    #: were copied, and (``--dry-run``) the keys that would be.
+    source: str | None = None
+    copy_mode: str | None = None
+    copied: int | None = None
+    to_copy: list[str] | None = None
     problems: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     #: What the CLI exits with after printing the report (5 verify problems, 7 conflicts, 4 failed keys).
@@ -35,6 +41,10 @@ class Report:
         """The ``--json`` object of SPEC §4; counters that do not apply to the command are left out."""
         out: dict[str, Any] = {"url": self.url, "status": self.status, "entries": self.entries}
         for name in (
+            "source",
+            "copy_mode",
+            "copied",
+            "to_copy",
             "index_written",
             "pulled",
             "skipped",

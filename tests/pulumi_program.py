@@ -25,6 +25,7 @@ from pulumi.runtime.mocks import MockMonitor
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
 POST_DEPLOY_TYPE = "pulumi-python:dynamic/syncops:PostDeployDiscovery"
+SEED_TYPE = "pulumi-python:dynamic/syncops:PostDeploySeed"
 GCS_AGENT = "service-123@gs-project-accounts.iam.gserviceaccount.com"
 
 
@@ -75,6 +76,11 @@ class _Mocks(pulumi.runtime.Mocks):
                 state.update(self.post_deploy(state))
             else:
                 state.update(index_status="discovered", index_entries=3, index_written=True)
+        if args.typ == SEED_TYPE:
+            if self.post_deploy is not None:
+                state.update(self.post_deploy(state))
+            else:
+                state.update(seeded_from=state["seed_from"], seeded_objects=3)
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:  # type: ignore[override]

@@ -137,7 +137,7 @@ def test_index_removed_while_pushing_is_rebuilt_from_the_listing_not_emptied(mak
 
 
 def test_push_skips_a_file_that_vanished_before_its_upload(tmp_path: Path):
-    from syncops import push as push_module
+    from syncops.push import push as run_push
     from syncops.stores import open_store
 
     store_dir = tmp_path / "store"
@@ -155,7 +155,7 @@ def test_push_skips_a_file_that_vanished_before_its_upload(tmp_path: Path):
 
     workdir.scan = scan_then_vanish
     try:
-        report = push_module.push(open_store(f"file://{store_dir}"), local)
+        report = run_push(open_store(f"file://{store_dir}"), local)
     finally:
         workdir.scan = original
     assert report.pushed == 1

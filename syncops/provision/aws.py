@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from syncops.keys import INDEX_KEY
-from syncops.provision.policy import aws_access_policies, aws_tls_only_policy
+from syncops.provision.policy import aws_access_policies, aws_tls_only_policy, deployer_policies
 from syncops.stores.base import DatastoreUrl
 
 
@@ -29,6 +30,8 @@ class AwsDatastoreBucketArgs:
     abort_incomplete_upload_days: int = 7
     force_destroy: bool = False
     tags: dict[str, str] = field(default_factory=dict)
+    #: ``syncops:seedFrom``: the access documents then also say what the deploying identity needs.
+    seed_from: str | None = None
 
 
 class AwsDatastoreBucket(pulumi.ComponentResource):
@@ -146,7 +149,16 @@ class AwsDatastoreBucket(pulumi.ComponentResource):
         self.datastore_url = url.apply(str)
         self.index_key = url.apply(lambda u: u.full_key(INDEX_KEY))
         kms_key_id = args.kms_key_id
-        self.access_policies = self.bucket.arn.apply(lambda arn: aws_access_policies(arn, prefix, kms_key_id))
+        seed_from = args.seed_from
+
+        def policies(arn: str) -> dict[str, Any]:
+            documents = aws_access_policies(arn, prefix, kms_key_id)
+            if seed_from:
+                partition = arn.split(":")[1]
+                documents["deployer"] = deployer_policies(documents["writers"], seed_from, partition)
+            return documents
+
+        self.access_policies = self.bucket.arn.apply(policies)
         self.register_outputs(
             {
                 "bucketName": self.bucket_name,

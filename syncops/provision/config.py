@@ -54,6 +54,8 @@ class DatastoreSettings:
     labels: dict[str, str] = field(default_factory=dict)
     location: str = DEFAULT_GCP_LOCATION
     soft_delete_days: int = DEFAULT_SOFT_DELETE_DAYS
+    #: The datastore the new bucket is seeded from before discovery (``syncops:seedFrom``), or None.
+    seed_from: str | None = None
 
 
 def _key(name: str) -> str:
@@ -172,6 +174,13 @@ def parse_settings(raw: Mapping[str, str | None], objects: Mapping[str, Any] | N
             if raw.get(gcp_only):
                 raise ConfigError(f"{_key(gcp_only)} applies to gcp buckets only (on aws the region is aws:region)")
 
+    seed_from = _seed_from(cloud, raw.get("seedFrom"), bucket_name, normalize_prefix(raw.get("prefix") or ""))
+    bootstrap = _bool("bootstrap", raw.get("bootstrap"), True)
+    if seed_from and not bootstrap:
+        raise ConfigError(
+            f"{_key('seedFrom')} is set but {_key('bootstrap')} is false: the seed is part of the post-deploy step"
+        )
+
     return DatastoreSettings(
         cloud=cloud,
         bucket_name=bucket_name,
@@ -182,7 +191,7 @@ def parse_settings(raw: Mapping[str, str | None], objects: Mapping[str, Any] | N
             "noncurrentDays", raw.get("noncurrentDays"), DEFAULT_NONCURRENT_DAYS, lambda d: d >= 1, "a whole number ≥ 1"
         ),
         force_destroy=_bool("forceDestroy", raw.get("forceDestroy"), False),
-        bootstrap=_bool("bootstrap", raw.get("bootstrap"), True),
+        bootstrap=bootstrap,
         labels=labels,
         location=location,
         soft_delete_days=_int(
@@ -192,4 +201,24 @@ def parse_settings(raw: Mapping[str, str | None], objects: Mapping[str, Any] | N
             lambda d: d == 0 or 7 <= d <= 90,
             "0 (off) or 7 to 90",
         ),
+        seed_from=seed_from,
     )
+
+
+def _seed_from(cloud: str, raw: str | None, bucket_name: str | None, prefix: str) -> str | None:
+    """``syncops:seedFrom``: a datastore URL other than (and not around or inside) the stack's own."""
+    from syncops.errors import BadInput
+    from syncops.stores.base import DatastoreUrl
+
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        source = DatastoreUrl.parse(text)
+        if bucket_name is not None:
+            from syncops.seed import refuse_nesting
+
+            refuse_nesting(source, DatastoreUrl.for_bucket(SCHEMES[cloud], bucket_name, prefix))
+    except BadInput as exc:
+        raise ConfigError(f"{_key('seedFrom')} {text!r}: {exc}") from None
+    return str(source)

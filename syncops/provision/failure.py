@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import re
 
-_FORMAT = "syncops discovery of {url} failed (syncops exit code {exit_code}): {message}"
-_PATTERN = re.compile(r"syncops discovery of (\S+) failed \(syncops exit code (\d+)\): ([^\n]*)")
+_FORMAT = "syncops {operation} of {url} failed (syncops exit code {exit_code}): {message}"
+_PATTERN = re.compile(r"syncops (discovery|seed) of (\S+) failed \(syncops exit code (\d+)\): ([^\n]*)")
 
 
 class PostDeployFailed(Exception):
-    """Discovery failed; the message is syncops's own, tagged with the exit code the CLI would use."""
+    """Discovery (or the seed before it) failed; the message is syncops's own, tagged with the exit code
+    the CLI would use."""
 
-    def __init__(self, url: str, message: str, exit_code: int) -> None:
+    def __init__(self, url: str, message: str, exit_code: int, operation: str = "discovery") -> None:
         # One line: the engine's output is read line by line, and the whole message must come back.
         message = " ".join(message.split("\n"))
-        super().__init__(_FORMAT.format(url=url, exit_code=exit_code, message=message))
+        super().__init__(_FORMAT.format(operation=operation, url=url, exit_code=exit_code, message=message))
         self.url = url
         self.message = message
         self.exit_code = exit_code
+        self.operation = operation
 
     @classmethod
     def find(cls, text: str) -> PostDeployFailed | None:
@@ -31,4 +33,4 @@ class PostDeployFailed(Exception):
         found = _PATTERN.search(text)
         if found is None:
             return None
-        return cls(found.group(1), found.group(3), int(found.group(2)))
+        return cls(found.group(2), found.group(4), int(found.group(3)), found.group(1))

@@ -8,12 +8,13 @@ every write.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
 
 from syncops.keys import INDEX_KEY
-from syncops.provision.policy import gcs_access_policies
+from syncops.provision.policy import deployer_policies, gcs_access_policies
 from syncops.stores.base import DatastoreUrl
 
 
@@ -30,6 +31,8 @@ class GcpDatastoreBucketArgs:
     soft_delete_days: int = 7
     force_destroy: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    #: ``syncops:seedFrom``: the access documents then also say what the deploying identity needs.
+    seed_from: str | None = None
 
 
 class GcpDatastoreBucket(pulumi.ComponentResource):
@@ -97,7 +100,15 @@ class GcpDatastoreBucket(pulumi.ComponentResource):
         url = self.bucket.name.apply(lambda b: DatastoreUrl.for_bucket("gs", b, prefix))
         self.datastore_url = url.apply(str)
         self.index_key = url.apply(lambda u: u.full_key(INDEX_KEY))
-        self.access_policies = self.bucket.name.apply(lambda b: gcs_access_policies(b, prefix))
+        seed_from = args.seed_from
+
+        def policies(bucket: str) -> dict[str, Any]:
+            documents = gcs_access_policies(bucket, prefix)
+            if seed_from:
+                documents["deployer"] = deployer_policies(documents["writers"], seed_from)
+            return documents
+
+        self.access_policies = self.bucket.name.apply(policies)
         self.register_outputs(
             {
                 "bucketName": self.bucket_name,

@@ -123,3 +123,26 @@ def gcs_access_policies(bucket: str, prefix: str) -> dict[str, Any]:
         "readers": gcs_access_policy(bucket, prefix, writer=False),
         "writers": gcs_access_policy(bucket, prefix, writer=True),
     }
+
+
+def seed_source_policy(source_url: str, partition: str = "aws") -> dict[str, Any]:
+    """What the identity running ``pulumi up`` needs on the datastore ``syncops:seedFrom`` names: read and
+    list, nothing else (the source is read-only to the stack). In the source's own terms: an IAM policy
+    document for ``s3://``, a custom role's permissions and binding condition for ``gs://``."""
+    from syncops.stores.base import DatastoreUrl
+
+    source = DatastoreUrl.parse(source_url)
+    if source.scheme == "s3":
+        policy = aws_access_policy(f"arn:{partition}:s3:::{source.bucket}", source.prefix, writer=False)
+        for statement in policy["Statement"]:
+            statement["Sid"] = statement["Sid"].replace("Datastore", "SeedSource")
+        return policy
+    if source.scheme == "gs":
+        return {**gcs_access_policy(source.bucket, source.prefix, writer=False), "title": "syncops seed source reader"}
+    return {"path": source.bucket, "access": "read and list by the user running pulumi up (a local directory)"}
+
+
+def deployer_policies(destination_writers: dict[str, Any], source_url: str, partition: str = "aws") -> dict[str, Any]:
+    """The deploying identity of a stack with ``syncops:seedFrom``: write on the new datastore (the copies
+    and the index) and read + list on the source."""
+    return {"destination": destination_writers, "source": seed_source_policy(source_url, partition)}

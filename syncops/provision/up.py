@@ -17,13 +17,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from syncops import api
+from syncops.api import DEFAULT_CONCURRENCY
 from syncops.errors import BadInput, SyncopsError
-from syncops.hydrate import DEFAULT_CONCURRENCY, hydrate
 from syncops.progress import Progress
 from syncops.provision.failure import PostDeployFailed
 from syncops.report import Report
-from syncops.stores import DatastoreUrl, open_store
-from syncops.validate import check_store_endpoint
 
 INSTALL_HINT = (
     "install it with `curl -fsSL https://get.pulumi.com | sh` (or `brew install pulumi`; see "
@@ -137,10 +136,4 @@ def up(
     status = _output(outputs, "indexStatus")
     entries = _output(outputs, "indexEntries")
     emit(f"syncops up: stack {stack.name}: datastore {url}, index {status} ({entries} entries); bootstrapping {target}")
-    parsed = DatastoreUrl.parse(url)
-    check_store_endpoint(parsed.scheme, None)  # hydrate refuses a DIR that overlaps a file:// datastore
-    store = open_store(parsed, concurrency=concurrency)
-    try:
-        return hydrate(store, target, concurrency=concurrency, progress=progress)
-    finally:
-        store.close()
+    return api.bootstrap(url, target, concurrency=concurrency, progress=progress or False, check=False)

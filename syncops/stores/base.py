@@ -274,3 +274,20 @@ class ObjectStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def can_copy_from(self, source: ObjectStore) -> bool:
+        """True when :meth:`copy_from` can copy objects of ``source`` server-side (the same provider and
+        server, reached with the same settings), so no object byte passes through this machine."""
+        ...
+
+    def copy_from(
+        self, source: ObjectStore, key: str, *, size: int, if_absent: bool = False, if_token: str | None = None
+    ) -> str:
+        """Copy ``key`` of ``source`` to ``key`` here, server-side (S3 CopyObject, or UploadPartCopy for
+        objects too big for one copy; GCS rewrite, repeated until done), create-only or only over
+        version ``if_token``. ``size`` is the object's byte count (it picks the copy method).
+
+        Returns the new version token. :class:`NotFound` when the source object is gone,
+        :class:`PreconditionFailed` when the condition does not hold here.
+        """
+        ...

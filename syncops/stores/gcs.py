@@ -291,3 +291,42 @@ class GcsStore:
 
     def close(self) -> None:
         self._client.close()
+
+    # -- server-side copy (seed) ---------------------------------------------------------------
+    def can_copy_from(self, source: object) -> bool:
+        """A bucket of the same service (the same emulator, or GCS itself), reached with the same settings:
+        the destination's identity is the one that reads the source during a rewrite."""
+        return (
+            isinstance(source, GcsStore) and source._emulator == self._emulator and source._settings == self._settings
+        )
+
+    def copy_from(
+        self, source: object, key: str, *, size: int, if_absent: bool = False, if_token: str | None = None
+    ) -> str:
+        """``rewrite`` from the source bucket, repeated with its rewrite token until GCS says it is done
+        (a big object, or one that changes location or storage class, takes several calls); no byte
+        passes through this machine. The generation condition travels on every call."""
+        assert isinstance(source, GcsStore)
+        target = self._bucket.blob(self.url.full_key(key))
+        origin = source._bucket.blob(source.url.full_key(key))
+        generation: int | None = 0 if if_absent else (int(if_token) if if_token is not None else None)
+        token: str | None = None
+        try:
+            while True:
+                token, _, _ = self._guard(
+                    "copy",
+                    key,
+                    lambda resume=token: target.rewrite(
+                        origin, token=resume, if_generation_match=generation, retry=RETRY
+                    ),
+                )
+                if token is None:
+                    return str(target.generation)
+        except AccessDenied:
+            raise AccessDenied(
+                f"access denied: rewrite {source.url.object_url(key)} to {self.url.object_url(key)}; credentials "
+                f"from {self._source}; the caller needs storage.objects.get on the source and "
+                "storage.objects.create (and storage.objects.delete to replace) on the destination"
+            ) from None
+        except NotFound:
+            raise NotFound(f"{source.url.object_url(key)}: not found") from None

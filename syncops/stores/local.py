@@ -195,3 +195,14 @@ class LocalStore:
 
     def close(self) -> None:
         pass
+
+    # -- server-side copy (seed) ---------------------------------------------------------------
+    def can_copy_from(self, source: object) -> bool:
+        """Never: copying between directories reads and writes every byte here anyway, so seed streams
+        the object through :meth:`download` / :meth:`upload` (verified, create-only) instead."""
+        return False
+
+    def copy_from(
+        self, source: object, key: str, *, size: int, if_absent: bool = False, if_token: str | None = None
+    ) -> str:
+        raise StoreError(f"{self.url.object_url(key)}: a file:// datastore has no server-side copy")

@@ -48,6 +48,10 @@ LIST_PAGE_SIZE = 1000
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 16 * 1024 * 1024
 PARTS_IN_FLIGHT = 4
+#: CopyObject copies objects up to S3's limit of 5 GiB in one request; bigger ones are copied in parts.
+COPY_OBJECT_LIMIT = 5 * 1024**3
+#: Each UploadPartCopy copies this much (S3 allows 10,000 parts: objects up to 5 TiB).
+COPY_PART_SIZE = 512 * 1024**2
 #: An ETag that is the MD5 of the body: single-part uploads without SSE-KMS/SSE-C.
 _PLAIN_ETAG = re.compile(r'"?[0-9a-f]{32}"?')
 
@@ -472,6 +476,88 @@ class S3Store:
         client = self._boto_client.built()
         if client is not None:
             client.close()
+
+    # -- server-side copy (seed) ---------------------------------------------------------------
+    def can_copy_from(self, source: object) -> bool:
+        """A bucket behind the same endpoint, reached with the same settings: CopyObject is signed by
+        the destination's identity, which S3 also checks for read access to the source."""
+        return isinstance(source, S3Store) and source._endpoint == self._endpoint and source._settings == self._settings
+
+    def copy_from(
+        self, source: object, key: str, *, size: int, if_absent: bool = False, if_token: str | None = None
+    ) -> str:
+        """CopyObject up to COPY_OBJECT_LIMIT (S3's 5 GiB), UploadPartCopy above it; the condition
+        travels on CopyObject or on CompleteMultipartUpload, so a lost race leaves no object."""
+        assert isinstance(source, S3Store)
+        conditions = _conditions(if_absent, if_token)
+        origin = {"Bucket": source.bucket, "Key": source.url.full_key(key)}
+        try:
+            if size <= COPY_OBJECT_LIMIT:
+                response = self._client.copy_object(
+                    Bucket=self.bucket, Key=self.url.full_key(key), CopySource=origin, **conditions
+                )
+                return str(response["CopyObjectResult"]["ETag"])
+            return self._multipart_copy(source, key, origin, size, conditions)
+        except Exception as exc:
+            raise self._copy_error(exc, source, key) from None
+
+    def _multipart_copy(
+        self, source: S3Store, key: str, origin: dict[str, str], size: int, conditions: dict[str, str]
+    ) -> str:
+        """Parts of COPY_PART_SIZE copied server-side (PARTS_IN_FLIGHT at once); the source's content
+        type and user metadata are carried over, as CopyObject would."""
+        head = self._client.head_object(Bucket=source.bucket, Key=source.url.full_key(key))
+        full_key = self.url.full_key(key)
+        upload_id = self._client.create_multipart_upload(
+            Bucket=self.bucket,
+            Key=full_key,
+            ContentType=head.get("ContentType", "application/octet-stream"),
+            Metadata=head.get("Metadata", {}),
+        )["UploadId"]
+        ranges = [(start, min(start + COPY_PART_SIZE, size) - 1) for start in range(0, size, COPY_PART_SIZE)]
+        try:
+            with ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="syncops-copy-part") as pool:
+                futures = [
+                    pool.submit(
+                        self._client.upload_part_copy,
+                        Bucket=self.bucket,
+                        Key=full_key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        CopySource=origin,
+                        CopySourceRange=f"bytes={first}-{last}",
+                    )
+                    for number, (first, last) in enumerate(ranges, start=1)
+                ]
+                parts = [
+                    {"ETag": f.result()["CopyPartResult"]["ETag"], "PartNumber": n}
+                    for n, f in enumerate(futures, start=1)
+                ]
+            response = self._client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full_key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **conditions
+            )
+            return str(response["ETag"])
+        except BaseException:
+            try:
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
+            except Exception:
+                pass  # the bucket's lifecycle rule aborts incomplete uploads
+            raise
+
+    def _copy_error(self, exc: Exception, source: S3Store, key: str) -> Exception:
+        """A copy names both ends: which source object was missing, or which identity could not copy."""
+        error = self._translate(exc, "CopyObject", key)
+        route = f"{source.url.object_url(key)} to {self.url.object_url(key)}"
+        if isinstance(error, AccessDenied):
+            return AccessDenied(
+                f"access denied: CopyObject {route}; credentials from {self.credential_source()}; the caller "
+                "needs s3:GetObject (and s3:ListBucket) on the source and s3:PutObject on the destination"
+            )
+        if isinstance(error, NotFound):
+            return NotFound(f"{source.url.object_url(key)}: not found")
+        if isinstance(error, (PreconditionFailed, ConditionUnsupported)):
+            return error
+        return type(error)(f"server-side copy of {route} failed: {error}")
 
 
 def _conditions(if_absent: bool, if_token: str | None) -> dict[str, str]:
