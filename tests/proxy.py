@@ -151,6 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reset()
                 return
             payload = f"<Error><Code>Injected{fault.status}</Code><Message>injected</Message></Error>".encode()
+            self._record(fault.status)  # before a byte leaves: the client never acts on an uncounted answer
             self.send_response(fault.status)
             self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(len(payload)))
@@ -158,7 +159,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Retry-After", "0")
             self.end_headers()
             self.wfile.write(payload)
-            self._record(fault.status)
             return
         target = urlsplit(self.state.upstream)
         upstream = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=120)
@@ -176,6 +176,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         for rewrite in self.state.rewrites:
             data = rewrite(self.command, self.path, status, data)
+        cut = fault is not None and fault.cut is not None and bool(data) and self.command != "HEAD"
+        trickled = fault is not None and bool(fault.trickle)
+        if not cut and not trickled:
+            # Before a byte leaves: the client never acts on an answer the test has not counted yet.
+            # (A trickled answer is counted when it is complete: tests wait for finished transfers.)
+            self._record(status)
         self.send_response(status)
         for name, value in reply_headers:
             if name.lower() != "content-length" or self.command == "HEAD":
@@ -185,7 +191,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             data = b""
-        if fault is not None and fault.cut is not None and data:
+        if cut:
+            assert fault is not None and fault.cut is not None
             self.wfile.write(data[: fault.cut])
             self.wfile.flush()
             self._reset()
@@ -195,9 +202,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data[start : start + 16 * 1024])
                 self.wfile.flush()
                 time.sleep(fault.trickle)
+            self._record(status)
         else:
             self.wfile.write(data)
-        self._record(status)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _handle
 

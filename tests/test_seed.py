@@ -151,6 +151,9 @@ def test_s3_to_s3_is_copied_server_side_no_object_bytes_cross_the_proxy(
         (bucket_of("s3", s), "copy" if is_s3_copy(s) else wire.request_kind("s3", s.method, s.path)) for s in seen
     )
     assert budget == {
+        # each side's layout is read first: a GET of _index/_meta.json (404: a monolith)
+        (src.bucket, wire.META_GET): 1,
+        (dst.bucket, wire.META_GET): 1,
         (src.bucket, wire.INDEX_GET): 1,  # 404: no index, so SRC is listed (and nothing published there)
         (src.bucket, wire.LIST): 1,
         (dst.bucket, wire.INDEX_GET): 1,
@@ -255,7 +258,8 @@ def test_gcs_to_gcs_is_rewritten_server_side_and_a_rewrite_is_repeated_until_don
     assert all("ifGenerationMatch=0" in s.path for s in rewrites)
     kinds = [wire.request_kind("gcs", s.method, s.path, s.body) for s in seen if not is_gcs_rewrite(s)]
     assert kinds.count(wire.OBJECT_GET) == 0 and kinds.count(wire.OBJECT_PUT) == 0
-    assert Counter(kinds) == {wire.INDEX_GET: 2, wire.LIST: 2, wire.INDEX_PUT: 1}
+    # each side's layout first (a GET of _index/_meta.json, 404), then its index
+    assert Counter(kinds) == {wire.META_GET: 2, wire.INDEX_GET: 2, wire.LIST: 2, wire.INDEX_PUT: 1}
     assert_seeded(dst, DATA, sha256=False)
     assert src.index() is None
 
