@@ -130,7 +130,7 @@ def _decided(base: Any, local: Any, remote: Any, local_data: Any) -> Any:
     return decide("k", base, local, remote, digest)
 
 
-@settings(max_examples=3000)
+@settings(max_examples=1000)
 @given(sides())
 def test_nothing_is_ever_lost_or_overwritten_blindly(state: tuple[Any, ...]):
     base, local, remote, local_data, remote_data, _ = state
@@ -154,7 +154,7 @@ def test_nothing_is_ever_lost_or_overwritten_blindly(state: tuple[Any, ...]):
             assert sha(local_data) == remote.content_sha256
 
 
-@settings(max_examples=3000)
+@settings(max_examples=1000)
 @given(sides())
 def test_a_conflict_is_exactly_a_change_on_both_sides(state: tuple[Any, ...]):
     base, local, remote, local_data, remote_data, base_data = state
