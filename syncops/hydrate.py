@@ -71,7 +71,8 @@ class _VerifyingWriter:
     def __init__(self, out: BinaryIO, progress: Progress) -> None:
         self._out = out
         self._progress = progress
-        self._start = out.tell()
+        self._start = 0  # a new temp file; positions are tracked here, not asked of the kernel
+        self._position = 0
         self._sha = hashlib.sha256()
         self._counted = 0
         self._unsynced = 0
@@ -81,6 +82,7 @@ class _VerifyingWriter:
         self._counted += len(chunk)
         self._sha.update(chunk)
         written = self._out.write(chunk)
+        self._position += written
         self._unsynced += len(chunk)
         if self._unsynced >= SYNC_EVERY:
             # Start writeback of a big file while it still downloads, so the fsync before the
@@ -90,8 +92,12 @@ class _VerifyingWriter:
             self._unsynced = 0
         return written
 
+    def tell(self) -> int:
+        return self._position
+
     def seek(self, offset: int, whence: int = 0) -> int:
         position = self._out.seek(offset, whence)
+        self._position = position
         if position == self._start:
             self.restart()
         return position

@@ -36,6 +36,8 @@ T = TypeVar("T")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _temp_names = itertools.count()
+#: Part of every temp name (not asked of the kernel per file; a clash after a fork is met by O_EXCL).
+_PID = os.getpid()
 
 
 class NotRegularFile(OSError):
@@ -210,7 +212,7 @@ def _create_temp(parent: int) -> tuple[int, str]:
     """A new temp file in directory ``parent``: a short name of its own (a key's basename may be near
     the 255-byte limit), no random generator, mode 0666 under the umask."""
     while True:
-        name = f".{os.getpid()}-{next(_temp_names)}{PARTIAL_SUFFIX}"
+        name = f".{_PID}-{next(_temp_names)}{PARTIAL_SUFFIX}"
         try:
             fd = os.open(
                 name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=parent
@@ -221,34 +223,30 @@ def _create_temp(parent: int) -> tuple[int, str]:
 
 
 def write_under(
-    root: Path, key: str, fill: Callable[[BinaryIO], T], *, mtime_ns: int | None = None, replace_special: bool = False
+    root: Path, key: str, fill: Callable[[BinaryIO], T], *, mtime_ns: int | None = None
 ) -> tuple[T, os.stat_result]:
     """Create ``key`` under ``root`` whole or not at all: temp file beside it, fsync, rename.
 
     The directory is reached through :func:`open_parent` (missing ones created), so no symlink can
-    redirect the write, and the rename happens in that very directory. A directory or a symlink at
-    the final name is refused (:class:`NotRegularFile`), never replaced, unless ``replace_special``
-    (syncops's own files: a FIFO or symlink there is replaced by the rename, never written through).
+    redirect the write, and the rename happens in that very directory. A symlink or FIFO at the final
+    name is replaced by the rename, never written through; a directory there is refused
+    (:class:`NotRegularFile`, EISDIR). No ``stat`` per file: the rename itself decides.
     Returns ``fill``'s result and the stat of the file as renamed into place.
     """
     with open_parent(root, key, create=True) as (parent, name):
-        try:
-            existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            existing = None
-        if existing is not None and not stat.S_ISREG(existing.st_mode):
-            if stat.S_ISDIR(existing.st_mode) or not replace_special:
-                raise NotRegularFile(errno.EEXIST, "a directory or special file of that name is in the way", key)
         fd, temp = _create_temp(parent)
         try:
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(fd, "wb", buffering=CHUNK) as out:  # a size given: no isatty probe per file
                 result = fill(out)
                 out.flush()
                 os.fsync(out.fileno())
                 if mtime_ns is not None:
                     os.utime(out.fileno(), ns=(mtime_ns, mtime_ns))
                 info = os.fstat(out.fileno())
-            os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+            try:
+                os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+            except IsADirectoryError:
+                raise NotRegularFile(errno.EISDIR, "a directory of that name is in the way", key) from None
         except BaseException:
             try:
                 os.unlink(temp, dir_fd=parent)

@@ -219,7 +219,7 @@ def write_base(
     base = idx.Index(entries={e.key: e for e in entries}, last_pulled=idx.now_timestamp(), extra=extra)
     # A FIFO or symlink at the base's path is replaced (never written through); a directory there is a
     # local I/O failure (exit 4): a hydrate promises a valid local index.
-    write_under(directory, INDEX_KEY, lambda out: out.writelines(idx.stream(base)), replace_special=True)
+    write_under(directory, INDEX_KEY, lambda out: out.writelines(idx.stream(base)))
     fsync_directory(directory)
 
 
