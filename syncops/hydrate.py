@@ -11,10 +11,8 @@ body never reaches the final path. hydrate never writes the remote index.
 from __future__ import annotations
 
 import errno
-import hashlib
+import functools
 import os
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +27,7 @@ from syncops.plan import Action
 from syncops.progress import NoProgress, Progress
 from syncops.report import Report
 from syncops.stores.base import ObjectStore
+from syncops.transfer import HashingWriter, bounded
 from syncops.workdir import (
     CONFLICT_EXIT,
     DEFAULT_CONCURRENCY,
@@ -64,56 +63,6 @@ class Fetched:
     problem: str | None = None  # why this key could not be brought (the other keys go on)
 
 
-class _VerifyingWriter:
-    """Hashes bytes as they land and feeds the progress bar; a rewind (a retried read) starts over
-    and takes back the bytes it had reported, so the bar never overshoots."""
-
-    def __init__(self, out: BinaryIO, progress: Progress) -> None:
-        self._out = out
-        self._progress = progress
-        self._start = 0  # a new temp file; positions are tracked here, not asked of the kernel
-        self._position = 0
-        self._sha = hashlib.sha256()
-        self._counted = 0
-        self._unsynced = 0
-
-    def write(self, chunk: bytes) -> int:
-        self._progress.advance(len(chunk))
-        self._counted += len(chunk)
-        self._sha.update(chunk)
-        written = self._out.write(chunk)
-        self._position += written
-        self._unsynced += len(chunk)
-        if self._unsynced >= SYNC_EVERY:
-            # Start writeback of a big file while it still downloads, so the fsync before the
-            # rename has little left to flush (disk and network overlap instead of adding up).
-            self._out.flush()
-            os.fdatasync(self._out.fileno())
-            self._unsynced = 0
-        return written
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        position = self._out.seek(offset, whence)
-        self._position = position
-        if position == self._start:
-            self.restart()
-        return position
-
-    def restart(self) -> None:
-        self._progress.advance(-self._counted)
-        self._counted = 0
-        self._sha = hashlib.sha256()
-
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._out, name)
-
-
 def _mtime_ns(entry: idx.Entry) -> int | None:
     """The local mtime a hydrated file gets: the entry's ``lastModified``, exact to the millisecond."""
     try:
@@ -127,11 +76,11 @@ def _fetch(store: ObjectStore, target: Path, entry: idx.Entry, progress: Progres
     """Download one entry to its path, verified; per-key trouble comes back as ``problem``."""
     expected = entry.content_sha256
     for _ in range(CONTENT_ATTEMPTS):
-        writer: _VerifyingWriter | None = None
+        writer: HashingWriter | None = None
 
         def fill(out: BinaryIO) -> tuple[int, str, str]:
             nonlocal writer
-            writer = _VerifyingWriter(out, progress)
+            writer = HashingWriter(out, progress, sync_every=SYNC_EVERY)
             got = store.download(entry.key, writer, checked_by_caller=expected is not None)  # type: ignore[arg-type]
             digest = writer.hexdigest()
             if expected is not None and digest != expected:
@@ -162,32 +111,6 @@ def _fetch(store: ObjectStore, target: Path, entry: idx.Entry, progress: Progres
             f"{CONTENT_ATTEMPTS} downloads; nothing written"
         ),
     )
-
-
-def _run_pool(
-    store: ObjectStore, target: Path, entries: list[idx.Entry], concurrency: int, progress: Progress
-) -> Iterator[Fetched]:
-    """Download with at most ``concurrency`` requests in flight, refilling as each one finishes;
-    a hard failure (network, disk) stops the run. Submission is bounded (twice the pool), so a
-    million-entry plan does not become a million futures at once."""
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="syncops-hydrate") as pool:
-        pending: set[Future[Fetched]] = set()
-        queue = iter(entries)
-        try:
-            for entry in queue:
-                pending.add(pool.submit(_fetch, store, target, entry, progress))
-                if len(pending) >= 2 * concurrency:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        yield future.result()
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
 
 
 def _set_aside(target: Path, key: str) -> str:
@@ -258,7 +181,8 @@ def hydrate(
     problems: list[dict[str, str]] = []
     progress.start("hydrating", len(wanted), sum(e.size for e in wanted))
     try:
-        for outcome in _run_pool(store, target, wanted, concurrency, progress):
+        fetch_one = functools.partial(_fetch, store, target, progress=progress)
+        for outcome in bounded(fetch_one, wanted, concurrency, "syncops-hydrate"):
             entry = outcome.entry
             if outcome.problem is not None:
                 problems.append({"kind": "not-hydrated", "key": entry.key, "detail": outcome.problem})

@@ -23,13 +23,11 @@ ones, create-only or on the version read, re-read and re-merged on a lost race.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO
 
 from syncops import index as idx
 from syncops import indexview
@@ -40,6 +38,7 @@ from syncops.localfs import HashingReader
 from syncops.progress import NoProgress, Progress
 from syncops.report import Report
 from syncops.stores.base import DatastoreUrl, Head, ObjectStore
+from syncops.transfer import HashingWriter, bounded
 from syncops.validate import paths_overlap
 from syncops.workdir import CONFLICT_EXIT, DEFAULT_CONCURRENCY
 
@@ -156,41 +155,6 @@ class SeedPlan:
     conflicts: list[dict[str, str]] = field(default_factory=list)
 
 
-class _HashingWriter:
-    """Hashes bytes as they land and feeds the progress bar; a rewind (a retried read) starts over and
-    takes back what it had reported."""
-
-    def __init__(self, out: BinaryIO, progress: Progress) -> None:
-        self._out = out
-        self._progress = progress
-        self._start = out.tell()
-        self._sha = hashlib.sha256()
-        self._counted = 0
-
-    def write(self, chunk: bytes) -> int:
-        self._progress.advance(len(chunk))
-        self._counted += len(chunk)
-        self._sha.update(chunk)
-        return self._out.write(chunk)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        position = self._out.seek(offset, whence)
-        if position == self._start:
-            self.restart()
-        return position
-
-    def restart(self) -> None:
-        self._progress.advance(-self._counted)
-        self._counted = 0
-        self._sha = hashlib.sha256()
-
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._out, name)
-
-
 class _Copier:
     """Copies one planned key: server-side when the destination can, else streamed and verified."""
 
@@ -233,7 +197,7 @@ class _Copier:
         for _ in range(CONTENT_ATTEMPTS):
             # A temp file, not memory: a big object costs disk for the time of its copy, never RAM.
             with tempfile.TemporaryFile(prefix="syncops-seed-") as spool:
-                writer = _HashingWriter(spool, self.progress)  # type: ignore[arg-type]
+                writer = HashingWriter(spool, self.progress)  # type: ignore[arg-type]
                 fetched = self.source.download(entry.key, writer)  # type: ignore[arg-type]
                 digest = writer.hexdigest()
                 if expected is not None and digest != expected:
@@ -250,28 +214,6 @@ class _Copier:
                 f"{CONTENT_ATTEMPTS} reads; not copied"
             ),
         )
-
-
-def _run_pool(copier: _Copier, work: list[_Work], concurrency: int) -> Iterator[_Copied]:
-    """At most ``concurrency`` copies in flight, refilled as each finishes; submission is bounded so a
-    million-key seed is never a million futures. A hard failure (network, access) stops the run."""
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="syncops-seed") as pool:
-        pending: set[Future[_Copied]] = set()
-        try:
-            for item in work:
-                pending.add(pool.submit(copier, item))
-                if len(pending) >= 2 * concurrency:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        yield future.result()
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
 
 
 @dataclass
@@ -528,7 +470,7 @@ def seed(
     copier = _Copier(source, destination, progress)
     progress.start("seeding", len(seeding.work), sum(w.entry.size for w in seeding.work))
     try:
-        for outcome in _run_pool(copier, seeding.work, concurrency):
+        for outcome in bounded(copier, seeding.work, concurrency, "syncops-seed"):
             entry = outcome.work.entry
             if outcome.problem is not None:
                 problems.append({"kind": "not-seeded", "key": entry.key, "detail": outcome.problem})

@@ -1,0 +1,92 @@
+"""Pieces every transfer shares: a writer that hashes what lands (and can take it back), and a bounded
+pool that yields results as they finish. Used by hydrate (downloads) and seed (streamed copies)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import BinaryIO, TypeVar
+
+from syncops.progress import Progress
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class HashingWriter:
+    """Hashes bytes as they land in ``out`` (a new, empty file) and feeds the progress bar.
+
+    A rewind to the start (a retried read) starts the hash over and takes back the bytes it had
+    reported, so the bar never overshoots. Positions are tracked here, not asked of the kernel.
+    ``sync_every``: start writeback every so many bytes, so a big file's final fsync has little left.
+    """
+
+    def __init__(self, out: BinaryIO, progress: Progress, *, sync_every: int | None = None) -> None:
+        self._out = out
+        self._progress = progress
+        self._sync_every = sync_every
+        self._position = 0
+        self._sha = hashlib.sha256()
+        self._counted = 0
+        self._unsynced = 0
+
+    def write(self, chunk: bytes) -> int:
+        self._progress.advance(len(chunk))
+        self._counted += len(chunk)
+        self._sha.update(chunk)
+        written = self._out.write(chunk)
+        self._position += written
+        if self._sync_every is not None:
+            self._unsynced += written
+            if self._unsynced >= self._sync_every:
+                self._out.flush()
+                os.fdatasync(self._out.fileno())
+                self._unsynced = 0
+        return written
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._position = self._out.seek(offset, whence)
+        if self._position == 0:
+            self.restart()
+        return self._position
+
+    def restart(self) -> None:
+        self._progress.advance(-self._counted)
+        self._counted = 0
+        self._sha = hashlib.sha256()
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._out, name)
+
+
+def bounded(work: Callable[[T], R], items: Iterable[T], concurrency: int, name: str) -> Iterator[R]:
+    """``work(item)`` for every item, at most ``concurrency`` at once, results as each one finishes.
+
+    Submission is bounded too (twice the pool), so a million items never become a million futures; the
+    first exception stops the run (what is pending is cancelled) and propagates.
+    """
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=name) as pool:
+        pending: set[Future[R]] = set()
+        try:
+            for item in items:
+                pending.add(pool.submit(work, item))
+                if len(pending) >= 2 * concurrency:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
