@@ -138,6 +138,34 @@ def discover(
     return _run(action, check=True)
 
 
+def _transfer(
+    engine: Callable[..., Report],
+    url: Url,
+    directory: Directory,
+    concurrency: int,
+    force: bool,
+    dry_run: bool,
+    endpoint_url: str | None,
+    settings: StoreSettings | None,
+    progress: Progress | bool,
+    check: bool,
+) -> Report:
+    """Run hydrate's or push's engine between ``url`` and ``directory`` (one store, closed after)."""
+
+    def action() -> Report:
+        with _store(url, endpoint_url, settings, concurrency) as store:
+            return engine(
+                store,
+                Path(directory),
+                concurrency=concurrency,
+                progress=_progress(progress),
+                force=force,
+                dry_run=dry_run,
+            )
+
+    return _run(action, check)
+
+
 def hydrate(
     url: Url,
     directory: Directory,
@@ -151,21 +179,9 @@ def hydrate(
     check: bool = True,
 ) -> Report:
     """``syncops hydrate URL DIR``: discovery, then bring ``directory`` up to date (never writes remotely)."""
+    from syncops.hydrate import hydrate as run
 
-    def action() -> Report:
-        from syncops.hydrate import hydrate as run
-
-        with _store(url, endpoint_url, settings, concurrency) as store:
-            return run(
-                store,
-                Path(directory),
-                concurrency=concurrency,
-                progress=_progress(progress),
-                force=force,
-                dry_run=dry_run,
-            )
-
-    return _run(action, check)
+    return _transfer(run, url, directory, concurrency, force, dry_run, endpoint_url, settings, progress, check)
 
 
 def bootstrap(
@@ -203,21 +219,9 @@ def push(
     check: bool = True,
 ) -> Report:
     """``syncops push URL DIR``: upload what changed locally and publish the merged index (never deletes)."""
+    from syncops.push import push as run
 
-    def action() -> Report:
-        from syncops.push import push as run
-
-        with _store(url, endpoint_url, settings, concurrency) as store:
-            return run(
-                store,
-                Path(directory),
-                concurrency=concurrency,
-                progress=_progress(progress),
-                force=force,
-                dry_run=dry_run,
-            )
-
-    return _run(action, check)
+    return _transfer(run, url, directory, concurrency, force, dry_run, endpoint_url, settings, progress, check)
 
 
 def status(
