@@ -157,6 +157,15 @@ class SeedProvider(ResourceProvider):
         """Forget the resource only: the seeded objects and index now belong to the datastore's users."""
 
 
+def access_inputs(cloud: str, access: Access | None, opts: pulumi.ResourceOptions | None) -> dict[str, Any]:
+    """The access settings a post-deploy resource takes as inputs: an explicit ``aws``/``gcp`` provider in
+    ``opts`` wins over ``access`` (the stack's configuration); every setting key is present (None: unset)."""
+    provider = explicit_provider(cloud, opts)
+    if provider is not None:
+        access = provider_access(cloud, provider)
+    return {**dict.fromkeys(ACCESS_INPUTS), **(access.inputs() if access is not None else {})}
+
+
 class PostDeploySeed(Resource, module="syncops", name="PostDeploySeed"):
     """Seeds the new datastore from ``seed_from`` once the bucket and its settings exist (see
     :class:`SeedProvider`); :class:`PostDeployDiscovery` creates it when given ``seed_from``."""
@@ -179,16 +188,12 @@ class PostDeploySeed(Resource, module="syncops", name="PostDeploySeed"):
         access: Access | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        provider = explicit_provider(cloud, opts)
-        if provider is not None:
-            access = provider_access(cloud, provider)
         props: dict[str, Any] = {
             "cloud": cloud,
             "bucket": bucket,
             "prefix": prefix,
             "seed_from": seed_from,
-            **dict.fromkeys(ACCESS_INPUTS),
-            **(access.inputs() if access is not None else {}),
+            **access_inputs(cloud, access, opts),
             "seeded_from": None,
             "seeded_objects": None,
             "seed_copied": None,
@@ -235,15 +240,11 @@ class PostDeployDiscovery(Resource, module="syncops", name="PostDeployDiscovery"
                 f"{name}-seed", cloud=cloud, bucket=bucket, prefix=prefix, seed_from=seed_from, access=access, opts=opts
             )
             opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[seed]))
-        provider = explicit_provider(cloud, opts)
-        if provider is not None:
-            access = provider_access(cloud, provider)
         props: dict[str, Any] = {
             "cloud": cloud,
             "bucket": bucket,
             "prefix": prefix,
-            **dict.fromkeys(ACCESS_INPUTS),
-            **(access.inputs() if access is not None else {}),
+            **access_inputs(cloud, access, opts),
             "datastore_url": None,
             "index_status": None,
             "index_entries": None,
