@@ -37,6 +37,13 @@ def assert_index_is(ds: Datastore, keys: Any) -> dict[str, Any]:
     return published
 
 
+def write(root: Path, key: str, data: bytes) -> None:
+    """Write one local file at ``key`` under ``root`` (directories made as needed)."""
+    path = root / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 def data_files(root: Path) -> dict[str, bytes]:
     """Every regular file under ``root`` but the local index copy, as key -> bytes."""
     return {

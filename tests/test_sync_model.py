@@ -22,6 +22,7 @@ from syncops import index as idx
 from syncops.localfs import PARTIAL_SUFFIX
 from tests import wire
 from tests.conftest import BACKENDS, CliResult, Datastore, run_cli
+from tests.expect import data_files, write
 from tests.proxy import FORWARD, Fault, Proxy
 
 CLOUD = ("s3", "gcs")
@@ -30,20 +31,6 @@ INDEX = ".datastore-index.json"
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def write(root: Path, key: str, data: bytes) -> None:
-    path = root / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def files_in(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != INDEX
-    }
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -167,7 +154,7 @@ def test_a_body_of_the_right_length_but_wrong_content_never_reaches_its_path(dat
     assert result.code == 4, result.stderr
     [problem] = result.json["problems"]
     assert problem["key"] == "f.bin" and "sha256" in problem["detail"]
-    assert files_in(cache) == {"other.bin": b"fine"}  # the other key is hydrated; no partial file anywhere
+    assert data_files(cache) == {"other.bin": b"fine"}  # the other key is hydrated; no partial file anywhere
     assert not any(p.name.endswith(PARTIAL_SUFFIX) for p in cache.rglob("*"))
     assert sorted(base_of(cache)["entries"]) == ["other.bin"]
 
@@ -425,7 +412,7 @@ def test_a_base_that_cannot_be_trusted_means_an_unsynced_directory_never_a_mass_
             failed = sync(command, ds, cache)
             assert (failed.code, failed.json["status"]) == (4, "error"), failed.stderr
             assert ".datastore-index.json" in failed.json["error"]
-        assert files_in(cache) == {"a.txt": b"AAA-local", "b/c.txt": b"ccc"}
+        assert data_files(cache) == {"a.txt": b"AAA-local", "b/c.txt": b"ccc"}
         assert snapshot(Path(ds.bucket)) == before
         return
     pushed = sync("push", ds, cache)
@@ -435,7 +422,7 @@ def test_a_base_that_cannot_be_trusted_means_an_unsynced_directory_never_a_mass_
     assert any("local index" in w and "compared by content" in w for w in pushed.json["warnings"])
     hydrated = sync("hydrate", ds, cache)
     assert (hydrated.code, hydrated.json["pulled"]) == (7, 0), hydrated.stderr
-    assert files_in(cache) == {"a.txt": b"AAA-local", "b/c.txt": b"ccc"}
+    assert data_files(cache) == {"a.txt": b"AAA-local", "b/c.txt": b"ccc"}
     assert snapshot(Path(ds.bucket)) == before  # not one byte written to the datastore
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests import wire
 from tests.conftest import BACKENDS, CliResult, Datastore, LocalRaw, run_cli
+from tests.expect import data_files, write
 from tests.interop import swamp
 from tests.interop.swamp import DUAL_WRITE, FILES, MODEL_1, MODEL_2, MODES, MONOLITH, SHARD_FIRST
 from tests.proxy import FORWARD, Fault, Proxy
@@ -29,20 +30,6 @@ def cli(command: str, ds: Datastore, *args: str, env: dict[str, str] | None = No
 def ok(result: CliResult) -> dict[str, Any]:
     assert result.code == 0, result.stderr or result.stdout
     return result.json
-
-
-def write(root: Path, key: str, data: bytes) -> None:
-    path = root / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def local_files(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in root.rglob("*")
-        if p.is_file() and p.name != ".datastore-index.json"
-    }
 
 
 @pytest.fixture(params=[(b, m) for b in BACKENDS for m in MODES], ids=lambda p: f"{p[0]}-{p[1]}")
@@ -63,7 +50,7 @@ def test_hydrate_brings_the_entries_in_force_and_writes_nothing(swamp_ds, tmp_pa
     before = swamp.index_objects(ds)
     report = ok(cli("hydrate", ds, str(tmp_path / "cache")))
     assert (report["status"], report["pulled"], report["index_written"]) == ("found", len(FILES), False)
-    assert local_files(tmp_path / "cache") == FILES
+    assert data_files(tmp_path / "cache") == FILES
     assert swamp.index_objects(ds) == before, "hydrate wrote an index object"
     assert ds.raw.get(ds.full(swamp.LOCK)) is None
 
@@ -123,7 +110,7 @@ def test_push_writes_what_swamp_would_and_swamp_finds_it(swamp_ds, tmp_path: Pat
     # And a second peer hydrates it back from whatever the layout holds.
     other = tmp_path / "other"
     ok(cli("hydrate", ds, str(other)))
-    assert local_files(other) == {**FILES, NEW_KEY: NEW_DATA}
+    assert data_files(other) == {**FILES, NEW_KEY: NEW_DATA}
 
 
 @pytest.mark.parametrize("mode", [DUAL_WRITE, SHARD_FIRST])
@@ -308,7 +295,7 @@ def test_a_namespace_is_a_datastore_of_its_own_in_its_own_layout(make_datastore,
     ds.raw.put(ds.full("team/.namespace.json"), b"{}")
     swamp.build(team, SHARD_FIRST)
     ok(cli("hydrate", ds, str(tmp_path / "parent")))
-    assert local_files(tmp_path / "parent") == {"README.md": b"parent"}
+    assert data_files(tmp_path / "parent") == {"README.md": b"parent"}
     report = ok(cli("hydrate", team, str(tmp_path / "team")))
     assert report["pulled"] == len(FILES)
-    assert local_files(tmp_path / "team") == FILES
+    assert data_files(tmp_path / "team") == FILES
