@@ -14,17 +14,20 @@ drive the terminal, and an error is always exactly one line.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from syncops import __version__, api
-from syncops.errors import BadInput, CorruptIndex, StoreError, SyncopsError
+from syncops import __version__, api, timeouts
+from syncops.errors import BadInput, CorruptIndex, StoreError, SyncopsError, Unavailable
 from syncops.keys import escape_key
+from syncops.localfs import remove_partial_files
 from syncops.redact import redact
 from syncops.report import Report, human_size
 
@@ -162,21 +165,68 @@ def _report_json(report: Report) -> dict[str, Any]:
     return out
 
 
+def _failure(who: str, url: str | None, as_json: bool, message: str, exit_code: int, hint: str = "") -> tuple[str, str]:
+    """What a failure prints: the JSON object for stdout ('' without --json) and the line for stderr."""
+    message = one_line(message)
+    shown_url = None if url is None else redact(url)
+    document = {"url": shown_url, "status": "error", "error": message, "exit_code": exit_code}
+    return (json.dumps(document) if as_json else ""), f"{who}: error: {message}{one_line(hint)}"
+
+
 def _fail(who: str, url: str | None, as_json: bool, message: str, exit_code: int, hint: str = "") -> NoReturn:
     """Report a failure: one line on stderr (and one JSON object on stdout with --json), then exit."""
-    message = one_line(message)
-    if as_json:
-        shown_url = None if url is None else redact(url)
-        click.echo(json.dumps({"url": shown_url, "status": "error", "error": message, "exit_code": exit_code}))
-    _say(f"{who}: error: {message}{one_line(hint)}")
+    out, err = _failure(who, url, as_json, message, exit_code, hint)
+    if out:
+        click.echo(out)
+    _say(err)
     sys.exit(exit_code)
 
 
-def _run(command: str, url: str, as_json: bool, action: Callable[[], Report]) -> None:
-    """Run one engine call; every failure becomes one clear line and its documented exit code."""
+class _Deadline:
+    """The command's overall deadline (syncops/timeouts.py): when it passes, the failure is printed
+    like any other (one line; one JSON object with --json) and the process ends with exit 4 at once.
+
+    Stopping at once is safe at any moment: files are written to temporary names and renamed when
+    whole (the temporary files of this process are removed first), uploads are journaled and
+    conditional, so running the command again continues where it stopped.
+    """
+
+    def __init__(self, seconds: float, who: str, url: str, as_json: bool) -> None:
+        self._timer: threading.Timer | None = None
+        if seconds > 0:
+            message = (
+                f"deadline passed: stopped after {seconds:g} s (--deadline / SYNCOPS_DEADLINE); files already "
+                "completed are kept, nothing partial is left at a target path; run it again to continue"
+            )
+            self._output = _failure(who, url, as_json, message, Unavailable.exit_code)
+            self._timer = threading.Timer(seconds, self._expire)
+            self._timer.daemon = True
+
+    def _expire(self) -> None:
+        remove_partial_files()
+        out, err = self._output
+        if out:
+            os.write(1, (out + "\n").encode())
+        os.write(2, (err + "\n").encode())
+        os._exit(Unavailable.exit_code)
+
+    def __enter__(self) -> _Deadline:
+        if self._timer is not None:
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _run(command: str, url: str, as_json: bool, action: Callable[[], Report], deadline: float) -> None:
+    """Run one engine call within ``deadline`` seconds (0: none); every failure becomes one clear line
+    and its documented exit code."""
     try:
         try:
-            report = action()
+            with _Deadline(deadline, f"syncops {command}", url, as_json):
+                report = action()
         except OSError as exc:
             # The local side (a full disk, a permission, a file replaced by a directory): a failure
             # to report in one line with its own exit code, not a traceback.
@@ -211,6 +261,22 @@ def _progress(as_json: bool) -> Any:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+deadline_option = click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, max=86400 * 366),
+    envvar="SYNCOPS_DEADLINE",
+    default=timeouts.DEADLINE,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop with exit 4 when the command has run this long (0: no deadline). Env: SYNCOPS_DEADLINE.",
+    callback=lambda _ctx, _param, value: _finite(value),
+)
+
+
+def _finite(value: float) -> float:
+    if value != value:  # nan passes click's range check
+        raise click.BadParameter("expected a number of seconds, not nan")
+    return value
 endpoint_option = click.option(
     "--endpoint-url",
     envvar=None,
@@ -239,15 +305,17 @@ def cli() -> None:
 @click.option("--rebuild", is_flag=True, help="Re-list and replace the index, whatever its state.")
 @endpoint_option
 @json_option
-def discover(url: str, rebuild: bool, endpoint_url: str | None, as_json: bool) -> None:
+@deadline_option
+def discover(url: str, rebuild: bool, endpoint_url: str | None, as_json: bool, deadline: float) -> None:
     """Make URL's .datastore-index.json valid, building it from a listing when absent."""
 
-    _run("discover", url, as_json, lambda: api.discover(url, rebuild=rebuild, endpoint_url=endpoint_url))
+    _run("discover", url, as_json, lambda: api.discover(url, rebuild=rebuild, endpoint_url=endpoint_url), deadline)
 
 
 def transfer_options(func: Callable[..., None]) -> Callable[..., None]:
-    """URL, DIR, --concurrency, --endpoint-url and --json: what every transfer command takes."""
-    for decorator in reversed((click.argument("url"), dir_argument, concurrency_option, endpoint_option, json_option)):
+    """URL, DIR, --concurrency, --endpoint-url, --json and --deadline: what every transfer command takes."""
+    arguments = (click.argument("url"), dir_argument, concurrency_option, endpoint_option, json_option, deadline_option)
+    for decorator in reversed(arguments):
         func = decorator(func)
     return func
 
@@ -260,6 +328,7 @@ def _transfer(
     concurrency: int,
     endpoint_url: str | None,
     as_json: bool,
+    deadline: float,
     **options: bool,
 ) -> None:
     """Run hydrate, push or bootstrap between URL and DIR with a bounded pool and a progress bar on a
@@ -276,7 +345,7 @@ def _transfer(
             **options,
         )
 
-    _run(command, url, as_json, action)
+    _run(command, url, as_json, action, deadline)
 
 
 dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan for this direction; write nothing.")
@@ -289,10 +358,18 @@ dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan fo
 )
 @dry_run_option
 def hydrate(
-    url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool, force: bool, dry_run: bool
+    url: str,
+    directory: Path,
+    concurrency: int,
+    endpoint_url: str | None,
+    as_json: bool,
+    deadline: float,
+    force: bool,
+    dry_run: bool,
 ) -> None:
     """Bring DIR up to date from URL (discovering the index first when the bucket has none)."""
-    _transfer("hydrate", api.hydrate, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
+    options = {"force": force, "dry_run": dry_run}
+    _transfer("hydrate", api.hydrate, url, directory, concurrency, endpoint_url, as_json, deadline, **options)
 
 
 @cli.command()
@@ -300,10 +377,18 @@ def hydrate(
 @click.option("--force", is_flag=True, help="On a conflict upload the local file over the remote one.")
 @dry_run_option
 def push(
-    url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool, force: bool, dry_run: bool
+    url: str,
+    directory: Path,
+    concurrency: int,
+    endpoint_url: str | None,
+    as_json: bool,
+    deadline: float,
+    force: bool,
+    dry_run: bool,
 ) -> None:
     """Upload files changed in DIR since the last sync and publish the merged index (never deletes)."""
-    _transfer("push", api.push, url, directory, concurrency, endpoint_url, as_json, force=force, dry_run=dry_run)
+    options = {"force": force, "dry_run": dry_run}
+    _transfer("push", api.push, url, directory, concurrency, endpoint_url, as_json, deadline, **options)
 
 
 @cli.command()
@@ -311,17 +396,20 @@ def push(
 @dir_argument
 @endpoint_option
 @json_option
-def status(url: str, directory: Path, endpoint_url: str | None, as_json: bool) -> None:
+@deadline_option
+def status(url: str, directory: Path, endpoint_url: str | None, as_json: bool, deadline: float) -> None:
     """Print what hydrate and push would do between URL and DIR; writes nothing anywhere."""
 
-    _run("status", url, as_json, lambda: api.status(url, directory, endpoint_url=endpoint_url, check=False))
+    _run("status", url, as_json, lambda: api.status(url, directory, endpoint_url=endpoint_url, check=False), deadline)
 
 
 @cli.command()
 @transfer_options
-def bootstrap(url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool) -> None:
+def bootstrap(
+    url: str, directory: Path, concurrency: int, endpoint_url: str | None, as_json: bool, deadline: float
+) -> None:
     """The post-deploy step: discover, then hydrate DIR."""
-    _transfer("bootstrap", api.bootstrap, url, directory, concurrency, endpoint_url, as_json)
+    _transfer("bootstrap", api.bootstrap, url, directory, concurrency, endpoint_url, as_json, deadline)
 
 
 @cli.command()
@@ -329,10 +417,14 @@ def bootstrap(url: str, directory: Path, concurrency: int, endpoint_url: str | N
 @click.option("--repair", is_flag=True, help="Publish the index rebuilt from the listing when problems are found.")
 @endpoint_option
 @json_option
-def verify(url: str, repair: bool, endpoint_url: str | None, as_json: bool) -> None:
+@deadline_option
+def verify(url: str, repair: bool, endpoint_url: str | None, as_json: bool, deadline: float) -> None:
     """Compare URL's index with a listing; exit 5 listing each problem (read-only unless --repair)."""
 
-    _run("verify", url, as_json, lambda: api.verify(url, repair=repair, endpoint_url=endpoint_url, check=False))
+    def action() -> Report:
+        return api.verify(url, repair=repair, endpoint_url=endpoint_url, check=False)
+
+    _run("verify", url, as_json, action, deadline)
 
 
 @cli.command()
@@ -350,6 +442,7 @@ def verify(url: str, repair: bool, endpoint_url: str | None, as_json: bool) -> N
 @concurrency_option
 @endpoint_option
 @json_option
+@deadline_option
 def seed(
     source: str,
     destination: str,
@@ -360,6 +453,7 @@ def seed(
     concurrency: int,
     endpoint_url: str | None,
     as_json: bool,
+    deadline: float,
 ) -> None:
     """Copy SRC's data into DST and publish DST's index (SRC is only read; server-side when it can be)."""
 
@@ -377,7 +471,7 @@ def seed(
             check=False,
         )
 
-    _run("seed", destination, as_json, action)
+    _run("seed", destination, as_json, action, deadline)
 
 
 @cli.command()
@@ -400,7 +494,10 @@ def seed(
 )
 @concurrency_option
 @json_option
-def up(stack_name: str | None, work_dir: Path, directory: Path, concurrency: int, as_json: bool) -> None:
+@deadline_option
+def up(
+    stack_name: str | None, work_dir: Path, directory: Path, concurrency: int, as_json: bool, deadline: float
+) -> None:
     """Run `pulumi up` for the stack (Automation API), then bootstrap DIR from its datastoreUrl."""
 
     def action() -> Report:
@@ -414,7 +511,7 @@ def up(stack_name: str | None, work_dir: Path, directory: Path, concurrency: int
             progress=_progress(as_json),
         )
 
-    _run("up", stack_name or str(work_dir), as_json, action)
+    _run("up", stack_name or str(work_dir), as_json, action, deadline)
 
 
 def _wants_json(args: list[str]) -> bool:

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from syncops import index as idx
 from syncops.discover import Discovery, discover
-from syncops.errors import BadInput, NotFound, StoreError
+from syncops.errors import BadInput, NotFound, StoreError, Unavailable
 from syncops.keys import escape_key
 from syncops.localfs import NotRegularFile, open_parent, write_under
 from syncops.plan import Action
@@ -44,6 +44,9 @@ SYNC_EVERY = 16 * 1024 * 1024
 CONTENT_ATTEMPTS = 3
 #: Exit code of a hydrate that finished but could not bring every key (SPEC §4: 4).
 KEY_FAILURE_EXIT = 4
+#: This many keys failing on the network in a row, none brought in between, means the server (not one
+#: object) is failing: hydrate stops with that error instead of trying every remaining key.
+OUTAGE = 3
 
 #: errnos that say "this filesystem cannot hold this key", never "the disk is broken".
 _KEY_ERRNOS = {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ELOOP, errno.EILSEQ, errno.EINVAL}
@@ -61,6 +64,7 @@ class Fetched:
     sha256: str = ""
     mtime_ns: int = 0
     problem: str | None = None  # why this key could not be brought (the other keys go on)
+    unavailable: Unavailable | None = None  # the network failure behind ``problem``, if that is what it was
 
 
 def _mtime_ns(entry: idx.Entry) -> int | None:
@@ -95,6 +99,10 @@ def _fetch(store: ObjectStore, target: Path, entry: idx.Entry, progress: Progres
             continue
         except NotFound:
             return Fetched(entry, None)
+        except Unavailable as exc:
+            # This object's requests failed after their retries (a stalled or failing GET): the other
+            # keys go on, unless the whole server is gone (see OUTAGE).
+            return Fetched(entry, 0, problem=str(exc), unavailable=exc)
         except NotRegularFile as exc:
             return Fetched(entry, 0, problem=f"cannot hold {escape_key(entry.key)} here: {exc.strerror}")
         except OSError as exc:
@@ -179,6 +187,7 @@ def hydrate(
     wanted = [seen.remote[k] for k in fetch]
     pulled = stale = nbytes = 0
     problems: list[dict[str, str]] = []
+    failing: list[Unavailable] = []  # network failures since the last key brought
     progress.start("hydrating", len(wanted), sum(e.size for e in wanted))
     try:
         fetch_one = functools.partial(_fetch, store, target, progress=progress)
@@ -186,7 +195,12 @@ def hydrate(
             entry = outcome.entry
             if outcome.problem is not None:
                 problems.append({"kind": "not-hydrated", "key": entry.key, "detail": outcome.problem})
+                if outcome.unavailable is not None:
+                    failing.append(outcome.unavailable)
+                    if len(failing) >= OUTAGE:
+                        break
                 continue
+            failing.clear()
             if outcome.written is None:
                 stale += 1
                 warnings.append(f"stale index entry {escape_key(entry.key)}: the object is gone")
@@ -203,6 +217,8 @@ def hydrate(
     finally:
         progress.stop()
 
+    if len(failing) >= OUTAGE:
+        raise failing[-1]  # like any failure of the whole run: no base written (the rerun adopts what is here)
     write_base(target, store.url, base.entries(), discovery.index)
     conflict_items = [plan.decisions[k].conflict() for k in conflicts]
     return Report(

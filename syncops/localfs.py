@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -235,6 +236,8 @@ def write_under(
     """
     with open_parent(root, key, create=True) as (parent, name):
         fd, temp = _create_temp(parent)
+        with _partials_lock:
+            _partials.add((parent, temp))
         try:
             with os.fdopen(fd, "wb", buffering=CHUNK) as out:  # a size given: no isatty probe per file
                 result = fill(out)
@@ -253,7 +256,27 @@ def write_under(
             except FileNotFoundError:
                 pass
             raise
+        finally:
+            with _partials_lock:
+                _partials.discard((parent, temp))
     return result, info
+
+
+#: Temp files being written right now, as (directory descriptor, name): what a process that must stop
+#: at once (the command deadline) removes first.
+_partials: set[tuple[int, str]] = set()
+_partials_lock = threading.Lock()
+
+
+def remove_partial_files() -> None:
+    """Remove the temp files this process is writing, and keep every writer from renaming one into
+    place: the lock is never released, so call this only on the way out of the process."""
+    _partials_lock.acquire()
+    for parent, temp in _partials:
+        try:
+            os.unlink(temp, dir_fd=parent)
+        except OSError:
+            pass
 
 
 def write_atomically(path: Path, fill: Callable[[BinaryIO], T], *, mtime: float | None = None) -> T:

@@ -158,14 +158,21 @@ def _host_problem(host: str) -> str | None:
 
 
 def check_store_endpoint(scheme: str, explicit: str | None, environ: Mapping[str, str] | None = None) -> None:
-    """Refuse (exit 2) a malformed endpoint for an ``s3://`` datastore before any client is made.
-
-    Checks the endpoint in effect, as the S3 backend picks it: ``--endpoint-url``, else
-    ``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL`` (an empty variable counts as unset).
+    """Refuse (exit 2) a malformed endpoint before any client is made: for ``gs://`` the emulator URL in
+    ``STORAGE_EMULATOR_HOST``; for ``s3://`` the endpoint in effect, as the S3 backend picks it:
+    ``--endpoint-url``, else ``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL`` (an empty variable
+    counts as unset).
     """
+    env = os.environ if environ is None else environ
+    if scheme == "gs":
+        # google-cloud-storage takes the emulator's whole URL, scheme included, from this variable.
+        emulator = env.get("STORAGE_EMULATOR_HOST")
+        problem = endpoint_problem(emulator) if emulator else None
+        if problem is not None:
+            raise BadInput(f"bad GCS emulator STORAGE_EMULATOR_HOST={shown(emulator or '')}: {problem}")
+        return
     if scheme != "s3":
         return
-    env = os.environ if environ is None else environ
     for source, value in (
         ("--endpoint-url", explicit),
         ("AWS_ENDPOINT_URL_S3", env.get("AWS_ENDPOINT_URL_S3")),

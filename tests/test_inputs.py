@@ -137,6 +137,21 @@ def test_a_malformed_endpoint_from_the_environment_is_named(variable: str):
 
 
 @pytest.mark.parametrize(
+    "emulator,needle",
+    [
+        ("127.0.0.1:4443", "expected http://host[:port]"),  # the library wants the scheme too
+        ("http://127.0.0.1:70000", "port 70000 is outside 1-65535"),
+        ("http://host:4443\t", "control character"),
+    ],
+)
+def test_a_malformed_gcs_emulator_url_is_refused_before_any_client_is_made(emulator: str, needle: str):
+    env = {**clean_environment(), "STORAGE_EMULATOR_HOST": emulator}
+    result = run_cli("discover", "gs://some-bucket", "--json", env=env)
+    assert_one_line_error(result, 2, needle, as_json=True)
+    assert "bad GCS emulator STORAGE_EMULATOR_HOST=" in result.stderr
+
+
+@pytest.mark.parametrize(
     "endpoint",
     [
         "http://127.0.0.1:9000",

@@ -62,7 +62,7 @@ def test_warnings_problems_and_errors_are_redacted_on_every_path(monkeypatch, ca
         problems=[{"kind": "corrupt-index", "key": ".datastore-index.json", "detail": f"detail {leaky}"}],
     )
     for as_json in (False, True):
-        cli_module._run("verify", "s3://bucket", as_json, lambda: report)
+        cli_module._run("verify", "s3://bucket", as_json, lambda: report, 0)
         out, err = capsys.readouterr()
         assert PASSWORD not in out + err and "env-secret-value-42" not in out + err
         assert "http://***@proxy.example:3128" in (out if as_json else err)
@@ -76,7 +76,7 @@ def test_warnings_problems_and_errors_are_redacted_on_every_path(monkeypatch, ca
 
     for as_json in (False, True):
         with pytest.raises(SystemExit) as exited:
-            cli_module._run("discover", "s3://bucket", as_json, failing)
+            cli_module._run("discover", "s3://bucket", as_json, failing, 0)
         assert exited.value.code == 4
         out, err = capsys.readouterr()
         assert PASSWORD not in out + err and "env-secret-value-42" not in out + err

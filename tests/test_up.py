@@ -110,6 +110,27 @@ def test_engine_output_is_streamed_to_stderr(
     assert captured.out == ""
 
 
+def test_streamed_engine_lines_never_show_a_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider's line may quote an endpoint with a password, or a secret key: both are masked."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-never-shown")
+
+    class Leaky(InjectedStack):
+        def up(self, *, on_output: Any = None, on_error: Any = None) -> Any:
+            on_output("dial tcp http://admin:hunter2pw@10.0.0.1:9000/bucket: connection refused")
+            on_error("error: signing with wJalrXUtnFEMI-never-shown failed")
+            return super().up(on_output=on_output, on_error=on_error)
+
+    with pytest.raises(BadInput):
+        up(stack=Leaky(outputs={"bucketName": "b"}), target=tmp_path)
+
+    err = capsys.readouterr().err
+    assert "hunter2pw" not in err and "wJalrXUtnFEMI-never-shown" not in err
+    assert "http://***@10.0.0.1:9000/bucket: connection refused" in err
+    assert "error: signing with *** failed" in err
+
+
 def test_stack_without_datastore_url_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="has no `datastoreUrl` output") as error:
         up(stack=InjectedStack(outputs={"bucketName": "b"}), target=tmp_path, emit=lambda line: None)

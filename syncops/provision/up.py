@@ -22,6 +22,7 @@ from syncops.api import DEFAULT_CONCURRENCY
 from syncops.errors import BadInput, SyncopsError
 from syncops.progress import Progress
 from syncops.provision.failure import PostDeployFailed
+from syncops.redact import redact
 from syncops.report import Report
 
 INSTALL_HINT = (
@@ -56,7 +57,8 @@ class StackLike(Protocol):
 
 
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """A line of Pulumi's output, passed on with secrets hidden (a provider may quote an endpoint URL)."""
+    print(redact(line), file=sys.stderr, flush=True)
 
 
 def select_or_create_stack(stack_name: str | None, work_dir: Path) -> StackLike:

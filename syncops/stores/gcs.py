@@ -23,6 +23,7 @@ from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption as _DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+from syncops import timeouts
 from syncops.errors import (
     AccessDenied,
     BadInput,
@@ -87,6 +88,18 @@ class _TimedBlob(storage.Blob):
             self.last_modified = None
 
 
+class _TimedAdapter(requests.adapters.HTTPAdapter):
+    """Every request of the session gets syncops's connect and read timeouts (syncops/timeouts.py),
+    whatever timeout the library passes per call (its default is 60 s for both)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._timeout = (timeouts.connect(), timeouts.read())
+        super().__init__(**kwargs)
+
+    def send(self, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        return super().send(request, stream=stream, timeout=self._timeout, **kwargs)
+
+
 class GcsStore:
     def __init__(self, url: DatastoreUrl, *, concurrency: int = 32, settings: StoreSettings | None = None) -> None:
         self.url = url
@@ -104,7 +117,7 @@ class GcsStore:
                 "(run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS)"
             ) from None
         # Size the HTTP connection pool to the transfer pool, or threads queue for sockets.
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, concurrency + 4))
+        adapter = _TimedAdapter(pool_connections=4, pool_maxsize=max(10, concurrency + 4))
         http = self._client._http  # the library's own authorized session
         http.mount("https://", adapter)
         http.mount("http://", adapter)

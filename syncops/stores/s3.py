@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any, BinaryIO
 
+from syncops import timeouts
 from syncops.errors import (
     AccessDenied,
     BadInput,
@@ -177,8 +178,8 @@ class S3Store:
         config = Config(
             retries={"mode": "standard", "total_max_attempts": self._attempts},  # first try included
             max_pool_connections=max(10, self._concurrency + 4),
-            connect_timeout=10,
-            read_timeout=60,
+            connect_timeout=timeouts.connect(),
+            read_timeout=timeouts.read(),
             # A custom endpoint (SeaweedFS, MinIO, a proxy) rarely resolves bucket subdomains.
             s3={"addressing_style": "path"} if self._endpoint else None,
         )

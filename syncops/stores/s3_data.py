@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO, Generic, TypeVar
 
+from syncops import timeouts
 from syncops.errors import AccessDenied, NotFound, PreconditionFailed, StoreError, Unavailable
 
 #: Objects up to this size are read in one call; larger ones are streamed in chunks of this size.
@@ -42,6 +43,8 @@ CredentialProvider = Callable[[], dict[str, Any]]
 T = TypeVar("T")
 
 _ERROR_CODE = re.compile(r"<Code>([^<]{1,64})</Code>")
+#: The kind of an HTTP failure in obstore's debug text (``Timeout``, ``Connect``, ``Request``, ...).
+_HTTP_KIND = re.compile(r"HttpError \{\s*kind: (\w+)")
 
 
 def environment_credentials() -> CredentialProvider | None:
@@ -115,9 +118,9 @@ class ObstoreDownloader:
         client: dict[str, Any] = {
             # One idle connection kept per transfer thread, so none waits for a socket.
             "pool_max_idle_per_host": str(max(10, concurrency + 4)),
-            "connect_timeout": timedelta(seconds=10),
-            # A stalled connection fails after 60 s without a byte; a big object may take longer whole.
-            "read_timeout": timedelta(seconds=60),
+            "connect_timeout": timedelta(seconds=timeouts.connect()),
+            # A stalled connection fails after this long without a byte; a big object may take longer whole.
+            "read_timeout": timedelta(seconds=timeouts.read()),
             "timeout": timedelta(hours=24),
         }
         # What botocore honours for its connections, honoured here too: a private CA and a proxy.
@@ -172,6 +175,9 @@ class ObstoreDownloader:
         found = _STATUS.search(text)
         status = int(found.group(1)) if found else None
         summary = text.split("\n", 1)[0] if text else type(exc).__name__
+        kind = _HTTP_KIND.search(text)
+        if kind is not None and kind.group(1) == "Timeout":
+            summary += f" (timed out: no answer within {timeouts.read():g} s, SYNCOPS_READ_TIMEOUT)"
         if status in (401, 403):
             return self._denied("GetObject", key, code), False
         if status == 301 or any(code in text for code in _WRONG_REGION_CODES):
