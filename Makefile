@@ -1,5 +1,6 @@
 # The two entry points of the README: `make demo` and `make test`.
 # Nothing but Python 3.11, git and make is assumed; everything else goes into .venv/.
+# `make bench BENCH_ARGS="--only push,discovery --quick"` runs a subset of the benchmark, small.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,7 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench,test]'
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

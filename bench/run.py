@@ -1,24 +1,37 @@
-"""Benchmark: ``syncops hydrate`` against s5cmd, rclone and ``aws s3 sync`` on a loopback SeaweedFS.
+"""Benchmark: syncops against s5cmd, rclone and the AWS CLI, end to end, on loopback servers.
 
-Not a unit test: ``make bench`` runs it. One run makes three datasets (2,000 x 4 KiB, 200 x 1 MiB,
-10 x 64 MiB), times every tool best-of-N into a fresh empty directory, times discovery of an
-unindexed bucket, measures discovery memory at 10k / 100k / 1M listed objects, and writes
-``bench/results.md`` and ``bench/results.png``. Ratios are against s5cmd in the same run, because
-absolute times on a shared 2-core machine vary by 2x between runs.
+Not a unit test: ``make bench`` runs it. Every row is a command a user runs against a real server
+(SeaweedFS for S3, fake-gcs-server for GCS), timed as a whole process, best of N, tools interleaved
+so a slow spell of this shared machine hits every tool alike. Ratios are against s5cmd (and rclone)
+in the same run, because absolute times here vary by 2x between runs. The jobs (``--only``):
+
+* ``hydrate``    2,000 x 4 KiB, 200 x 1 MiB, 10 x 64 MiB into an empty directory;
+* ``push``       2,000 x 4 KiB and 4 x 256 MiB from a directory into an empty bucket;
+* ``discovery``  an unindexed bucket of N real objects (``--discovery-count``, default 20,000): time and
+                 peak RSS of ``syncops discover`` against ``s5cmd ls`` and ``rclone lsf -R``;
+* ``large``      single large objects: 1 x 1 GiB and 4 x 256 MiB hydrated;
+* ``gcs``        1,000 x 4 KiB hydrated from fake-gcs-server, against rclone;
+* ``rehydrate``  the second hydrate of 2,000 x 4 KiB with nothing changed, against each peer's second run;
+* ``fixed``      each tool's start-up plus one GET;
+* ``scale``      (not by default) discovery memory on a *simulated* listing of 10k / 100k / 1M objects.
+
+``--quick`` shrinks every size (and runs once) so one row can be tried in seconds. Writes
+``bench/results.md`` and ``bench/results.png``; all data lives under ``bench/work`` and is deleted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +45,12 @@ BIN = Path(sys.executable).parent
 WORK = HERE / "work"
 KiB = 1024
 MiB = 1024 * KiB
+GiB = 1024 * MiB
+INDEX = ".datastore-index.json"
+
+TOOLS = ("syncops", "s5cmd", "rclone", "aws")
+JOBS = ("hydrate", "push", "discovery", "large", "gcs", "rehydrate", "fixed", "scale")
+DEFAULT_JOBS = ("hydrate", "push", "discovery", "large", "gcs", "rehydrate", "fixed")
 
 
 @dataclass(frozen=True)
@@ -41,29 +60,59 @@ class Dataset:
     size: int
 
     @property
-    def bucket(self) -> str:
-        return f"bench-{self.name}"
-
-    @property
     def total(self) -> int:
         return self.count * self.size
 
     @property
     def label(self) -> str:
-        unit = f"{self.size // MiB} MiB" if self.size >= MiB else f"{self.size // KiB} KiB"
+        if self.size >= GiB and self.size % GiB == 0:
+            unit = f"{self.size // GiB} GiB"
+        elif self.size >= MiB:
+            unit = f"{self.size // MiB} MiB"
+        else:
+            unit = f"{self.size // KiB} KiB"
         return f"{self.count:,} x {unit}"
 
+    def keys(self) -> list[str]:
+        width = len(str(self.count))
+        return [f"data/{i % 20:02d}/object-{i:0{width}d}.bin" for i in range(self.count)]
 
-DATASETS = (Dataset("small", 2000, 4 * KiB), Dataset("medium", 200, 1 * MiB), Dataset("large", 10, 64 * MiB))
-TOOLS = ("syncops", "s5cmd", "rclone", "aws")
+
+@dataclass(frozen=True)
+class Sizes:
+    """Every size of one run; ``quick()`` is the same shape, small enough to try a row in seconds."""
+
+    hydrate: tuple[Dataset, ...] = (
+        Dataset("small", 2000, 4 * KiB),
+        Dataset("medium", 200, 1 * MiB),
+        Dataset("large", 10, 64 * MiB),
+    )
+    push: tuple[Dataset, ...] = (Dataset("push-small", 2000, 4 * KiB), Dataset("push-large", 4, 256 * MiB))
+    large: tuple[Dataset, ...] = (Dataset("one-huge", 1, 1 * GiB), Dataset("four-big", 4, 256 * MiB))
+    gcs: Dataset = Dataset("gcs-small", 1000, 4 * KiB)
+    rehydrate: Dataset = Dataset("rehydrate", 2000, 4 * KiB)
+    discovery: int = 20_000
+    scale: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+
+    @classmethod
+    def quick(cls, discovery: int | None) -> Sizes:
+        return cls(
+            hydrate=(Dataset("small", 200, 4 * KiB), Dataset("medium", 20, 1 * MiB), Dataset("large", 2, 16 * MiB)),
+            push=(Dataset("push-small", 200, 4 * KiB), Dataset("push-large", 2, 16 * MiB)),
+            large=(Dataset("one-huge", 1, 32 * MiB), Dataset("four-big", 2, 16 * MiB)),
+            gcs=Dataset("gcs-small", 100, 4 * KiB),
+            rehydrate=Dataset("rehydrate", 200, 4 * KiB),
+            discovery=discovery or 1000,
+            scale=(10_000,),
+        )
 
 
 @dataclass
 class Timing:
     tool: str
-    dataset: str
     runs: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    rss: list[float] = field(default_factory=list)  # peak RSS of the process, MB
 
     @property
     def best(self) -> float:
@@ -73,9 +122,73 @@ class Timing:
     def best_cpu(self) -> float:
         return self.cpu[self.runs.index(self.best)]
 
+    @property
+    def peak_rss(self) -> float:
+        return max(self.rss)
 
-def tool_env(endpoint: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
+
+@dataclass
+class Row:
+    """One job of the summary: the same work done by each tool."""
+
+    job: str  # hydrate, push, discovery, large, gcs, rehydrate
+    label: str  # what was moved, e.g. "2,000 x 4 KiB"
+    dataset: Dataset | None
+    timings: dict[str, Timing] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def title(self) -> str:
+        return f"{self.job} {self.label}"
+
+    def ratio(self, peer: str) -> float | None:
+        ours, theirs = self.timings.get("syncops"), self.timings.get(peer)
+        if ours is None or theirs is None or not ours.runs or not theirs.runs:
+            return None
+        return ours.best / theirs.best
+
+    def record(self, tool: str, wall: float, cpu: float, rss: float) -> None:
+        timing = self.timings.setdefault(tool, Timing(tool))
+        timing.runs.append(wall)
+        timing.cpu.append(cpu)
+        timing.rss.append(rss)
+        print(f"  {self.title:>32}  {tool:8} {wall:7.2f} s  (cpu {cpu:6.2f} s, peak RSS {rss:6.0f} MB)", flush=True)
+
+
+# -- running a tool -------------------------------------------------------------------------------------
+
+
+#: GNU time measures a child forked from its own small process: a child forked from this Python process
+#: would carry the parent's ~70 MB high-water mark into its own ``ru_maxrss`` (Linux keeps it across exec).
+GNU_TIME = Path("/usr/bin/time")
+
+
+def measure(argv: Sequence[str], env: dict[str, str], *, stdout: Path | None = None) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB, NaN without GNU time) of one command."""
+    with tempfile.TemporaryDirectory() as scratch, open(stdout or os.devnull, "wb") as out:
+        usage = Path(scratch) / "usage"
+        launcher = [str(GNU_TIME), "-f", "%U %S %M", "-o", str(usage)] if GNU_TIME.exists() else []
+        err = Path(scratch) / "stderr"
+        with open(err, "wb") as errors:
+            start = time.perf_counter()
+            proc = subprocess.run([*launcher, *argv], env=env, stdout=out, stderr=errors, stdin=subprocess.DEVNULL)
+            wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{err.read_text(errors='replace')[-3000:]}")
+        if launcher:
+            user, system, peak_kib = usage.read_text().split()[-3:]
+            return wall, float(user) + float(system), int(peak_kib) / 1024
+    return wall, float("nan"), float("nan")
+
+
+def run_quietly(argv: Sequence[str], env: dict[str, str]) -> None:
+    proc = subprocess.run(list(argv), env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+
+
+def tool_env(endpoint: str, gcs_endpoint: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_", "GOOGLE_", "STORAGE_"))}
     env.update(
         AWS_ACCESS_KEY_ID=servers.ACCESS_KEY,
         AWS_SECRET_ACCESS_KEY=servers.SECRET_KEY,
@@ -86,87 +199,79 @@ def tool_env(endpoint: str) -> dict[str, str]:
         AWS_EC2_METADATA_DISABLED="true",
         RCLONE_CONFIG=os.devnull,
     )
+    if gcs_endpoint:
+        env["STORAGE_EMULATOR_HOST"] = gcs_endpoint
     return env
 
 
-def command(tool: str, bucket: str, target: Path, endpoint: str) -> list[str]:
-    """Each tool as a user runs it; concurrency left at each tool's default except rclone's."""
+def syncops(*args: str) -> list[str]:
+    return [str(BIN / "syncops"), *args]
+
+
+def s5cmd(endpoint: str, *args: str) -> list[str]:
+    return [str(BIN / "s5cmd"), "--endpoint-url", endpoint, *args]
+
+
+def rclone_s3(endpoint: str, path: str) -> str:
+    return f":s3,provider=Other,env_auth=true,endpoint='{endpoint}',force_path_style=true:{path}"
+
+
+def rclone_gcs(endpoint: str, path: str) -> str:
+    """rclone's gcs backend against the emulator: the JSON API's base path, no credentials."""
+    return f":gcs,anonymous=true,endpoint='{endpoint}/storage/v1/':{path}"
+
+
+RCLONE_FLAGS = ("--transfers", "32", "--checkers", "32")
+
+
+def hydrate_command(tool: str, bucket: str, target: Path, endpoint: str) -> list[str]:
+    """Each tool's download of a whole bucket, as a user runs it; concurrency at each tool's default
+    except rclone's (raised to syncops's 32)."""
     if tool == "syncops":
-        return [str(BIN / "syncops"), "hydrate", f"s3://{bucket}", str(target), "--endpoint-url", endpoint]
+        return syncops("hydrate", f"s3://{bucket}", str(target), "--endpoint-url", endpoint)
     if tool == "s5cmd":
-        return [str(BIN / "s5cmd"), "--endpoint-url", endpoint, "cp", f"s3://{bucket}/*", f"{target}/"]
+        return s5cmd(endpoint, "cp", f"s3://{bucket}/*", f"{target}/")
     if tool == "rclone":
-        remote = f":s3,provider=Other,env_auth=true,endpoint='{endpoint}',force_path_style=true:{bucket}"
-        return [str(BIN / "rclone"), "copy", remote, str(target), "--transfers", "32", "--checkers", "32"]
+        return [str(BIN / "rclone"), "copy", rclone_s3(endpoint, bucket), str(target), *RCLONE_FLAGS]
     if tool == "aws":
         return [str(BIN / "aws"), "s3", "sync", f"s3://{bucket}", str(target), "--endpoint-url", endpoint, "--quiet"]
     raise ValueError(tool)
 
 
+def resync_command(tool: str, bucket: str, target: Path, endpoint: str) -> list[str]:
+    """Each tool's way to bring a directory up to date (s5cmd: ``sync``; the others sync anyway)."""
+    if tool == "s5cmd":
+        return s5cmd(endpoint, "sync", f"s3://{bucket}/*", f"{target}/")
+    return hydrate_command(tool, bucket, target, endpoint)
+
+
+def push_command(tool: str, source: Path, bucket: str, endpoint: str) -> list[str]:
+    if tool == "syncops":
+        return syncops("push", f"s3://{bucket}", str(source), "--endpoint-url", endpoint)
+    if tool == "s5cmd":
+        return s5cmd(endpoint, "cp", f"{source}/*", f"s3://{bucket}/")
+    if tool == "rclone":
+        return [str(BIN / "rclone"), "copy", str(source), rclone_s3(endpoint, bucket), *RCLONE_FLAGS]
+    if tool == "aws":
+        return [str(BIN / "aws"), "s3", "sync", str(source), f"s3://{bucket}", "--endpoint-url", endpoint, "--quiet"]
+    raise ValueError(tool)
+
+
 def one_object_command(tool: str, bucket: str, target: Path, endpoint: str) -> list[str]:
     """Each tool's fixed cost: start-up plus one small GET (syncops: hydrate of an up-to-date cache)."""
-    index = ".datastore-index.json"
     if tool == "syncops":
-        return command(tool, bucket, target, endpoint)
+        return hydrate_command(tool, bucket, target, endpoint)
     if tool == "s5cmd":
-        return [str(BIN / "s5cmd"), "--endpoint-url", endpoint, "cp", f"s3://{bucket}/{index}", f"{target}/"]
+        return s5cmd(endpoint, "cp", f"s3://{bucket}/{INDEX}", f"{target}/")
     if tool == "rclone":
-        remote = f":s3,provider=Other,env_auth=true,endpoint='{endpoint}',force_path_style=true:{bucket}/{index}"
-        return [str(BIN / "rclone"), "copyto", remote, str(target / index)]
+        return [str(BIN / "rclone"), "copyto", rclone_s3(endpoint, f"{bucket}/{INDEX}"), str(target / INDEX)]
     if tool == "aws":
-        argv = [str(BIN / "aws"), "s3", "cp", f"s3://{bucket}/{index}", f"{target}/", "--endpoint-url", endpoint]
+        argv = [str(BIN / "aws"), "s3", "cp", f"s3://{bucket}/{INDEX}", f"{target}/", "--endpoint-url", endpoint]
         return [*argv, "--quiet"]
     raise ValueError(tool)
 
 
-def bench_fixed_cost(endpoint: str, repeats: int, tools: tuple[str, ...]) -> dict[str, float]:
-    """Best time of each tool's start-up + one GET, to tell fixed cost from transfer speed."""
-    env = tool_env(endpoint)
-    bucket = DATASETS[-1].bucket
-    target = fresh(WORK / "target" / "fixed")
-    timed(command("syncops", bucket, target, endpoint), env)  # now up to date: later runs fetch nothing
-    best: dict[str, float] = {}
-    for _ in range(repeats):
-        for tool in tools:
-            wall, _cpu = timed(one_object_command(tool, bucket, target, endpoint), env)
-            best[tool] = min(best.get(tool, wall), wall)
-    for tool, wall in best.items():
-        print(f"  start-up + one GET  {tool:8} {wall:6.2f} s", flush=True)
-    shutil.rmtree(target, ignore_errors=True)
-    return best
-
-
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and child CPU seconds (user + system) of one command; fails loudly."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[0]} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
-
-
-def check_target(target: Path, dataset: Dataset) -> None:
-    files = [p for p in target.rglob("*") if p.is_file() and p.name != ".datastore-index.json"]
-    sizes = {p.stat().st_size for p in files}
-    if len(files) != dataset.count or sizes != {dataset.size}:
-        raise RuntimeError(f"{target}: {len(files)} files of sizes {sorted(sizes)[:5]}, expected {dataset.label}")
-
-
-def seed(client: object, dataset: Dataset) -> None:
-    """Fill the bucket with random bytes (not compressible, not deduplicated), 16 puts at a time."""
-    client.create_bucket(Bucket=dataset.bucket)  # type: ignore[attr-defined]
-    width = len(str(dataset.count))
-
-    def put(i: int) -> None:
-        key = f"data/{i % 20:02d}/object-{i:0{width}d}.bin"
-        client.put_object(Bucket=dataset.bucket, Key=key, Body=os.urandom(dataset.size))  # type: ignore[attr-defined]
-
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(put, range(dataset.count)))
+# -- data -----------------------------------------------------------------------------------------------
 
 
 def fresh(path: Path) -> Path:
@@ -175,51 +280,249 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def drop_caches() -> None:
+def make_files(dataset: Dataset) -> Path:
+    """The dataset as local files of random bytes (not compressible, not deduplicated)."""
+    root = fresh(WORK / "source" / dataset.name)
+    for key in dataset.keys():
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as out:
+            left = dataset.size
+            while left:
+                chunk = min(left, 16 * MiB)
+                out.write(os.urandom(chunk))
+                left -= chunk
+    return root
+
+
+def seed_s3(endpoint: str, bucket: str, dataset: Dataset) -> None:
+    """Create ``bucket`` and fill it with the dataset (written locally, then copied up by s5cmd)."""
+    servers.s3_client(endpoint).create_bucket(Bucket=bucket)
+    source = make_files(dataset)
+    run_quietly(s5cmd(endpoint, "cp", f"{source}/*", f"s3://{bucket}/"), tool_env(endpoint))
+    shutil.rmtree(source, ignore_errors=True)
+
+
+def seed_many(endpoint: str, bucket: str, count: int) -> None:
+    """``count`` small objects fast: one local file, copied to every key by one ``s5cmd run``."""
+    servers.s3_client(endpoint).create_bucket(Bucket=bucket)
+    one = WORK / "one-object"
+    one.write_bytes(os.urandom(100))
+    commands = WORK / "seed-commands.txt"
+    width = len(str(count))
+    with open(commands, "w") as out:
+        for i in range(count):
+            out.write(f"cp {one} s3://{bucket}/data/{i % 100:02d}/object-{i:0{width}d}.bin\n")
+    run_quietly(s5cmd(endpoint, "--numworkers", "32", "run", str(commands)), tool_env(endpoint))
+    commands.unlink()
+    one.unlink()
+
+
+def count_objects(endpoint: str, bucket: str) -> tuple[int, set[int]]:
+    """Data objects in ``bucket`` (the index left out) and their sizes."""
+    pages = servers.s3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    items = [i for page in pages for i in page.get("Contents", ()) if i["Key"] != INDEX]
+    return len(items), {i["Size"] for i in items}
+
+
+def drop_bucket(endpoint: str, bucket: str) -> None:
+    """Delete a bucket and everything in it (SeaweedFS drops the bucket's collection whole)."""
+    client = servers.s3_client(endpoint)
+    try:
+        client.delete_bucket(Bucket=bucket)
+    except Exception:
+        run_quietly(s5cmd(endpoint, "rm", f"s3://{bucket}/*"), tool_env(endpoint))
+        client.delete_bucket(Bucket=bucket)
+
+
+def check_target(target: Path, dataset: Dataset) -> None:
+    files = [p for p in target.rglob("*") if p.is_file() and p.name != INDEX]
+    sizes = {p.stat().st_size for p in files}
+    if len(files) != dataset.count or sizes != {dataset.size}:
+        raise RuntimeError(f"{target}: {len(files)} files of sizes {sorted(sizes)[:5]}, expected {dataset.label}")
+
+
+def settle() -> None:
     """Write back dirty pages so one run's writeback does not bill the next run's fsyncs."""
     os.sync()
 
 
-def bench_transfers(endpoint: str, repeats: int, tools: tuple[str, ...]) -> list[Timing]:
-    env = tool_env(endpoint)
-    timings: list[Timing] = []
-    for dataset in DATASETS:
-        # The index exists before timing starts, as it does for every peer after the first.
-        timed([str(BIN / "syncops"), "discover", f"s3://{dataset.bucket}", "--endpoint-url", endpoint], env)
-        per_tool = {tool: Timing(tool, dataset.name) for tool in tools}
-        for attempt in range(repeats):
-            for tool in tools:  # interleaved, so a slow spell of the machine hits every tool alike
-                target = fresh(WORK / "target" / f"{dataset.name}-{tool}")
-                drop_caches()
-                wall, cpu = timed(command(tool, dataset.bucket, target, endpoint), env)
-                check_target(target, dataset)
-                per_tool[tool].runs.append(wall)
-                per_tool[tool].cpu.append(cpu)
-                print(
-                    f"  {dataset.label:>14}  {tool:8} run {attempt + 1}: {wall:6.2f} s  (cpu {cpu:5.2f} s)", flush=True
-                )
-                shutil.rmtree(target, ignore_errors=True)
-        timings.extend(per_tool.values())
-    return timings
-
-
-def bench_discovery(client: object, endpoint: str, repeats: int) -> Timing:
-    """``syncops discover`` on a bucket holding the small dataset's 2,000 objects and no index."""
-    env = tool_env(endpoint)
-    bucket = DATASETS[0].bucket
-    timing = Timing("syncops discover", "small")
+def interleaved(repeats: int, tools: Iterable[str], run: Callable[[str, int], None]) -> None:
     for attempt in range(repeats):
-        client.delete_object(Bucket=bucket, Key=".datastore-index.json")  # type: ignore[attr-defined]
-        argv = [str(BIN / "syncops"), "discover", f"s3://{bucket}", "--endpoint-url", endpoint, "--json"]
-        wall, cpu = timed(argv, env)
-        timing.runs.append(wall)
-        timing.cpu.append(cpu)
-        print(f"  discover unindexed 2,000 objects run {attempt + 1}: {wall:6.2f} s (cpu {cpu:5.2f} s)", flush=True)
-    return timing
+        for tool in tools:  # interleaved, so a slow spell of the machine hits every tool alike
+            settle()
+            run(tool, attempt)
 
 
-def bench_scale(counts: tuple[int, ...]) -> list[dict[str, float]]:
-    """Discovery of a generated listing in a fresh process each, for a clean peak-RSS figure."""
+# -- the jobs -------------------------------------------------------------------------------------------
+
+
+def bench_hydrate(
+    job: str, endpoint: str, datasets: Sequence[Dataset], repeats: int, tools: Sequence[str]
+) -> list[Row]:
+    return [hydrate_row(job, endpoint, dataset, repeats, tools) for dataset in datasets]
+
+
+def hydrate_row(job: str, endpoint: str, dataset: Dataset, repeats: int, tools: Sequence[str]) -> Row:
+    """Each tool downloads the whole bucket into a fresh empty directory."""
+    env = tool_env(endpoint)
+    bucket = f"bench-{dataset.name}"
+    print(f"seeding {dataset.label} ...", flush=True)
+    seed_s3(endpoint, bucket, dataset)
+    # The index exists before timing starts, as it does for every peer after the first.
+    run_quietly(syncops("discover", f"s3://{bucket}", "--endpoint-url", endpoint), env)
+    row = Row(job, dataset.label, dataset)
+
+    def one(tool: str, attempt: int) -> None:
+        target = fresh(WORK / "target" / f"{dataset.name}-{tool}")
+        row.record(tool, *measure(hydrate_command(tool, bucket, target, endpoint), env))
+        check_target(target, dataset)
+        shutil.rmtree(target, ignore_errors=True)
+
+    interleaved(repeats, tools, one)
+    drop_bucket(endpoint, bucket)
+    return row
+
+
+def bench_push(endpoint: str, datasets: Sequence[Dataset], repeats: int, tools: Sequence[str]) -> list[Row]:
+    return [push_row(endpoint, dataset, repeats, tools) for dataset in datasets]
+
+
+def push_row(endpoint: str, dataset: Dataset, repeats: int, tools: Sequence[str]) -> Row:
+    """Each tool uploads a directory into a fresh empty bucket (syncops: no base in the directory)."""
+    env = tool_env(endpoint)
+    client = servers.s3_client(endpoint)
+    print(f"writing {dataset.label} locally ...", flush=True)
+    source = make_files(dataset)
+    row = Row("push", dataset.label, dataset)
+
+    def one(tool: str, attempt: int) -> None:
+        for state in source.iterdir():  # push's base and state files: every run starts from none
+            if state.name != "data":
+                shutil.rmtree(state) if state.is_dir() else state.unlink()
+        bucket = f"bench-{dataset.name}-{tool}-{attempt}"
+        client.create_bucket(Bucket=bucket)
+        row.record(tool, *measure(push_command(tool, source, bucket, endpoint), env))
+        count, sizes = count_objects(endpoint, bucket)
+        if count != dataset.count or sizes != {dataset.size}:
+            raise RuntimeError(f"push by {tool}: {count} objects of sizes {sorted(sizes)[:5]} in {bucket}")
+        drop_bucket(endpoint, bucket)
+
+    interleaved(repeats, tools, one)
+    shutil.rmtree(source, ignore_errors=True)
+    return row
+
+
+def bench_discovery(endpoint: str, count: int, repeats: int, tools: Sequence[str]) -> Row:
+    """An unindexed bucket of ``count`` real objects: ``syncops discover`` lists, builds and publishes
+    the index; the peers list (``s5cmd ls``, ``rclone lsf -R``), output to a file."""
+    env = tool_env(endpoint)
+    client = servers.s3_client(endpoint)
+    bucket = "bench-discovery"
+    print(f"seeding {count:,} objects ...", flush=True)
+    started = time.perf_counter()
+    seed_many(endpoint, bucket, count)
+    print(f"  seeded in {time.perf_counter() - started:.1f} s", flush=True)
+    row = Row("discovery", f"{count:,} objects", None)
+    listing = WORK / "listing.txt"
+    argv = {
+        "syncops": syncops("discover", f"s3://{bucket}", "--endpoint-url", endpoint, "--json"),
+        "s5cmd": s5cmd(endpoint, "ls", f"s3://{bucket}/*"),
+        "rclone": [str(BIN / "rclone"), "lsf", "-R", "--files-only", rclone_s3(endpoint, bucket)],
+    }
+
+    def one(tool: str, attempt: int) -> None:
+        client.delete_object(Bucket=bucket, Key=INDEX)
+        row.record(tool, *measure(argv[tool], env, stdout=listing))
+        text = listing.read_text()
+        found = json.loads(text)["entries"] if tool == "syncops" else len(text.splitlines())
+        if found != count:
+            raise RuntimeError(f"discovery by {tool}: {found} objects, expected {count}")
+        listing.unlink()
+
+    interleaved(repeats, [t for t in tools if t in argv], one)
+    drop_bucket(endpoint, bucket)
+    return row
+
+
+def bench_gcs(gcs_endpoint: str, dataset: Dataset, repeats: int, tools: Sequence[str]) -> Row:
+    """Hydrate from fake-gcs-server: syncops (STORAGE_EMULATOR_HOST) against rclone's gcs backend."""
+    env = tool_env("", gcs_endpoint)
+    bucket = f"bench-{dataset.name}"
+    print(f"seeding {dataset.label} on fake-gcs-server ...", flush=True)
+    servers.gcs_client(gcs_endpoint).create_bucket(bucket)
+    source = make_files(dataset)
+    run_quietly([str(BIN / "rclone"), "copy", str(source), rclone_gcs(gcs_endpoint, bucket), *RCLONE_FLAGS], env)
+    shutil.rmtree(source, ignore_errors=True)
+    run_quietly(syncops("discover", f"gs://{bucket}"), env)
+    row = Row("gcs hydrate", dataset.label, dataset)
+    argv = {
+        "syncops": lambda target: syncops("hydrate", f"gs://{bucket}", str(target)),
+        "rclone": lambda target: [
+            str(BIN / "rclone"),
+            "copy",
+            rclone_gcs(gcs_endpoint, bucket),
+            str(target),
+            *RCLONE_FLAGS,
+        ],
+    }
+
+    def one(tool: str, attempt: int) -> None:
+        target = fresh(WORK / "target" / f"gcs-{tool}")
+        row.record(tool, *measure(argv[tool](target), env))
+        check_target(target, dataset)
+        shutil.rmtree(target, ignore_errors=True)
+
+    interleaved(repeats, [t for t in tools if t in argv], one)
+    return row
+
+
+def bench_rehydrate(endpoint: str, dataset: Dataset, repeats: int, tools: Sequence[str]) -> Row:
+    """The second run with nothing changed: each tool's own first run fills its directory (untimed),
+    then its second runs are timed (s5cmd: ``sync``, since its ``cp`` downloads everything again)."""
+    env = tool_env(endpoint)
+    bucket = f"bench-{dataset.name}"
+    print(f"seeding {dataset.label} ...", flush=True)
+    seed_s3(endpoint, bucket, dataset)
+    run_quietly(syncops("discover", f"s3://{bucket}", "--endpoint-url", endpoint), env)
+    targets = {tool: fresh(WORK / "target" / f"rehydrate-{tool}") for tool in tools}
+    for tool, target in targets.items():
+        run_quietly(resync_command(tool, bucket, target, endpoint), env)
+        check_target(target, dataset)
+    row = Row("rehydrate", f"{dataset.label}, up to date", dataset)
+
+    def one(tool: str, attempt: int) -> None:
+        before = {p: p.stat().st_mtime_ns for p in targets[tool].rglob("*.bin")}
+        row.record(tool, *measure(resync_command(tool, bucket, targets[tool], endpoint), env))
+        after = {p: p.stat().st_mtime_ns for p in targets[tool].rglob("*.bin")}
+        if after != before:
+            changed = sum(1 for p in after if after[p] != before.get(p))
+            row.note += f" {tool} rewrote {changed} files on an up-to-date run."
+
+    interleaved(repeats, tools, one)
+    for target in targets.values():
+        shutil.rmtree(target, ignore_errors=True)
+    return row
+
+
+def bench_fixed_cost(endpoint: str, bucket: str, repeats: int, tools: Sequence[str]) -> dict[str, float]:
+    """Best time of each tool's start-up + one GET, to tell fixed cost from transfer speed."""
+    env = tool_env(endpoint)
+    target = fresh(WORK / "target" / "fixed")
+    run_quietly(hydrate_command("syncops", bucket, target, endpoint), env)  # now up to date
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for tool in tools:
+            wall = measure(one_object_command(tool, bucket, target, endpoint), env)[0]
+            best[tool] = min(best.get(tool, wall), wall)
+    for tool, wall in best.items():
+        print(f"  start-up + one GET  {tool:8} {wall:6.2f} s", flush=True)
+    shutil.rmtree(target, ignore_errors=True)
+    return best
+
+
+def bench_scale(counts: Sequence[int]) -> list[dict[str, float]]:
+    """Discovery of a *generated* listing (no server) in a fresh process each: memory only."""
     rows = []
     for count in counts:
         proc = subprocess.run(
@@ -227,8 +530,11 @@ def bench_scale(counts: tuple[int, ...]) -> list[dict[str, float]]:
         )
         row = json.loads(proc.stdout)
         rows.append(row)
-        print(f"  discover {count:>9,} listed objects: {row['seconds']:6.2f} s, peak RSS {row['peak_rss_mb']:6.1f} MB")
+        print(f"  simulated listing {count:>9,}: {row['seconds']:6.2f} s, peak RSS {row['peak_rss_mb']:6.1f} MB")
     return rows
+
+
+# -- the report -----------------------------------------------------------------------------------------
 
 
 def versions() -> dict[str, str]:
@@ -241,215 +547,302 @@ def versions() -> dict[str, str]:
         return text[0] if text else "?"
 
     return {
-        "syncops": first_line([str(BIN / "syncops"), "--version"]),
+        "syncops": first_line(syncops("--version")),
         "s5cmd": first_line([str(BIN / "s5cmd"), "version"]),
         "rclone": first_line([str(BIN / "rclone"), "version"]),
         "aws": first_line([str(BIN / "aws"), "--version"]),
     }
 
 
-def target_verdicts(by: dict[tuple[str, str], Timing]) -> list[str]:
-    """One line per target of issue 6, met or not, from this run's best times."""
+#: Issue 12's targets per job: (goal, ceiling) as syncops's time over the peer's, and which peer.
+TARGETS: dict[str, tuple[str, float, float]] = {
+    "hydrate": ("s5cmd", 1.0, 1.5),
+    "push": ("s5cmd", 1.0, 1.5),
+    "discovery": ("s5cmd", 1.0, 1.5),
+    "large": ("s5cmd", 1.0, 1.3),
+    "gcs hydrate": ("rclone", 1.0, 2.0),
+}
+
+
+def ratio_cell(value: float | None, bold: bool = False) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.2f}x"
+    return f"**{text}**" if bold else text
+
+
+def verdicts(rows: Sequence[Row]) -> list[str]:
     lines = []
-    limits = {"small": (1.0, 1.5), "medium": (1.2, 1.2), "large": (1.2, 1.2)}
-    for dataset in DATASETS:
-        ours, base, aws = (by.get((dataset.name, tool)) for tool in ("syncops", "s5cmd", "aws"))
-        if ours is None or base is None:
+    for row in rows:
+        if row.job == "rehydrate":
+            ours = row.timings.get("syncops")
+            others = [t for tool, t in row.timings.items() if tool != "syncops"]
+            if ours and others:
+                fastest = min(others, key=lambda t: t.best)
+                met = ours.best < fastest.best
+                lines.append(
+                    f"* {row.title}: {ours.best:.2f} s against the fastest peer's {fastest.best:.2f} s "
+                    f"({fastest.tool}); target: below every peer: {'met' if met else 'NOT met'}."
+                )
             continue
-        ratio = ours.best / base.best
-        goal, ceiling = limits[dataset.name]
-        verdict = "met" if ratio <= goal else ("within the ceiling" if ratio <= ceiling else "not met")
-        line = f"* {dataset.label}: {ratio:.2f}x s5cmd's time (target {goal:.1f}x"
-        line += f", ceiling {ceiling:.1f}x): {verdict}" if ceiling != goal else f"): {verdict}"
-        if aws is not None:
-            line += f"; {'faster' if ours.best < aws.best else 'NOT faster'} than `aws s3 sync`"
+        if row.job not in TARGETS:
+            continue
+        peer, goal, ceiling = TARGETS[row.job]
+        ratio = row.ratio(peer)
+        if ratio is None:
+            continue
+        verdict = "met" if ratio <= goal else ("within the ceiling" if ratio <= ceiling else "NOT met")
+        line = f"* {row.title}: {ratio:.2f}x {peer}'s time (target {goal:.1f}x, ceiling {ceiling:.1f}x): {verdict}"
+        if row.job == "discovery" and "s5cmd" in row.timings and "syncops" in row.timings:
+            ours, theirs = row.timings["syncops"].peak_rss, row.timings["s5cmd"].peak_rss
+            if not (math.isnan(ours) or math.isnan(theirs)):
+                met = "met" if ours <= theirs else "NOT met"
+                line += f"; peak RSS {ours:.0f} MB vs s5cmd's {theirs:.0f} MB (target: at most s5cmd's): {met}"
         lines.append(line + ".")
-    return [*lines, ""] if lines else []
+    return lines
 
 
 def write_results(
-    timings: list[Timing],
-    discovery: Timing | None,
-    scale: list[dict[str, float]],
+    rows: Sequence[Row],
+    scale: Sequence[dict[str, float]],
+    fixed: dict[str, float],
     repeats: int,
     png: Path | None,
-    fixed: dict[str, float],
+    argv: Sequence[str],
 ) -> str:
-    by = {(t.dataset, t.tool): t for t in timings}
     lines = [
         "# syncops performance",
         "",
-        f"One run of `make bench` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}) on this machine: "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, SeaweedFS `weed mini` on loopback "
-        "(sharing the same 2 cores). Each figure is the best of "
-        f"{repeats} runs into a fresh empty directory, tools interleaved; ratios are against s5cmd in the same "
-        "run (time ratio: below 1.0 is faster than s5cmd).",
+        f"One run of `{' '.join(['python bench/run.py', *argv])}` "
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}) on this machine: {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, SeaweedFS `weed mini` and "
+        "fake-gcs-server on loopback (sharing the same cores). Every figure is a whole command as a user runs it "
+        f"against the server, best of {repeats}, tools interleaved; ratios are syncops's best time over the peer's "
+        "in the same run (below 1.0: syncops is faster).",
         "",
-        "| dataset | tool | best time | throughput | files/s | CPU (best run) | time vs s5cmd |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "## Summary",
+        "",
+        "| job | syncops | s5cmd | rclone | aws | syncops ÷ s5cmd | syncops ÷ rclone |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for dataset in DATASETS:
-        base = by.get((dataset.name, "s5cmd"))
+    for row in rows:
+        cells = [f"{row.timings[t].best:.2f} s" if t in row.timings else "-" for t in TOOLS]
+        lines.append(
+            f"| {row.title} | " + " | ".join(cells) + f" | {ratio_cell(row.ratio('s5cmd'), True)} "
+            f"| {ratio_cell(row.ratio('rclone'), True)} |"
+        )
+    lines += ["", "Targets (issue 12):", "", *verdicts(rows), ""]
+    if png is not None:
+        lines += [f"![syncops's time relative to s5cmd and rclone, per job]({png.name})", ""]
+    lines += [
+        "## Every row",
+        "",
+        "| job | tool | best time | throughput | objects/s | CPU (best run) | peak RSS | time vs s5cmd |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        base = row.timings.get("s5cmd")
         for tool in TOOLS:
-            t = by.get((dataset.name, tool))
+            t = row.timings.get(tool)
             if t is None:
                 continue
+            data = row.dataset
+            throughput = f"{data.total / MiB / t.best:,.0f} MiB/s" if data and row.job != "rehydrate" else "-"
+            rate = f"{data.count / t.best:,.0f}" if data and row.job != "rehydrate" else "-"
             ratio = f"{t.best / base.best:.2f}x" if base else "-"
-            if tool == "syncops":
-                ratio = f"**{ratio}**"
             lines.append(
-                f"| {dataset.label} | {tool} | {t.best:.2f} s | {dataset.total / MiB / t.best:,.0f} MiB/s "
-                f"| {dataset.count / t.best:,.0f} | {t.best_cpu:.2f} s | {ratio} |"
+                f"| {row.title} | {tool} | {t.best:.2f} s | {throughput} | {rate} | {t.best_cpu:.2f} s "
+                f"| {'-' if math.isnan(t.peak_rss) else f'{t.peak_rss:.0f} MB'} | {ratio} |"
             )
-    lines += [
-        "",
-        "Targets: small files at most 1.0x s5cmd's time (never above 1.5x); 1 MiB and 64 MiB files within 1.2x of "
-        "s5cmd's throughput; faster than `aws s3 sync` everywhere.",
-        "",
-        *target_verdicts(by),
-    ]
-    if png is not None:
-        lines += [f"![hydrate time relative to s5cmd]({png.name})", ""]
+    notes = [f"* {row.title}:{row.note}" for row in rows if row.note]
+    if notes:
+        lines += ["", *notes]
+    lines.append("")
     if fixed:
         lines += [
             "## Fixed cost per run",
             "",
             "Each tool's start-up plus one small GET (s5cmd, rclone, aws: copy the index object; syncops: hydrate "
-            "of an up-to-date cache, which is one GET). Subtracting it from the times above leaves the transfer "
-            "itself:",
+            "of an up-to-date cache, which is one GET):",
             "",
-            "| tool | start-up + one GET |" + "".join(f" {d.label}: transfer vs s5cmd |" for d in DATASETS),
-            "| --- | ---: |" + " ---: |" * len(DATASETS),
-        ]
-        for tool in TOOLS:
-            if tool not in fixed:
-                continue
-            cells = []
-            for dataset in DATASETS:
-                t, base = by.get((dataset.name, tool)), by.get((dataset.name, "s5cmd"))
-                if t is None or base is None or "s5cmd" not in fixed:
-                    cells.append("-")
-                    continue
-                net, base_net = t.best - fixed[tool], base.best - fixed["s5cmd"]
-                cells.append(f"{net / base_net:.2f}x" if net > 0 and base_net > 0 else "-")
-            lines.append(f"| {tool} | {fixed[tool]:.2f} s | " + " | ".join(cells) + " |")
-        lines.append("")
-    if discovery is not None:
-        lines += [
-            "## Discovery of an unindexed bucket",
-            "",
-            f"`syncops discover` on a bucket holding {DATASETS[0].count:,} objects and no index (list, build, "
-            f"publish create-only): best {discovery.best:.2f} s, CPU {discovery.best_cpu:.2f} s, whole command "
-            "including interpreter start-up.",
+            "| tool | start-up + one GET |",
+            "| --- | ---: |",
+            *(f"| {tool} | {fixed[tool]:.2f} s |" for tool in TOOLS if tool in fixed),
             "",
         ]
     if scale:
         lines += [
-            "## Discovery at scale (memory)",
+            "## Discovery memory on a simulated listing (not end to end)",
             "",
-            "A storage backend whose `list()` yields the objects from a generator (no server), through the real "
-            "`discover()`: listing streamed, index built once and published as a stream of chunks. Fresh process "
-            "per size; peak RSS is the process's high-water mark (`VmHWM`), interpreter included.",
+            "A store whose `list()` yields generated objects (no server, no HTTP), through the real `discover()`; "
+            "fresh process per size, peak RSS is the process's `VmHWM`. A bound on the engine's own memory only: "
+            "the end-to-end discovery row above is what a user sees.",
             "",
             "| listed objects | time | peak RSS | index bytes |",
             "| ---: | ---: | ---: | ---: |",
         ]
-        for row in scale:
+        for s in scale:
             lines.append(
-                f"| {int(row['count']):,} | {row['seconds']:.2f} s | {row['peak_rss_mb']:.0f} MB "
-                f"| {int(row['index_bytes']) / MiB:,.1f} MiB |"
+                f"| {int(s['count']):,} | {s['seconds']:.2f} s | {s['peak_rss_mb']:.0f} MB "
+                f"| {int(s['index_bytes']) / MiB:,.1f} MiB |"
             )
         lines.append("")
-    lines += ["## Versions and flags", ""]
-    for name, version in versions().items():
-        lines.append(f"* {name}: `{version}`")
+    lines += ["## Versions and commands", ""]
+    lines += [f"* {name}: `{version}`" for name, version in versions().items()]
     lines += [
         "",
-        "Commands (all against the same endpoint, credentials from the environment):",
+        "All against the same endpoint, credentials from the environment; concurrency at each tool's default "
+        "except rclone's, raised to syncops's 32:",
         "",
-        "* `syncops hydrate s3://BUCKET DIR --endpoint-url URL` (default concurrency 32)",
-        "* `s5cmd --endpoint-url URL cp 's3://BUCKET/*' DIR/` (its default 256 workers)",
-        "* `rclone copy :s3,provider=Other,...:BUCKET DIR --transfers 32 --checkers 32`",
-        "* `aws s3 sync s3://BUCKET DIR --endpoint-url URL` (its default 10 concurrent requests)",
+        "* hydrate: `syncops hydrate s3://BUCKET DIR`, `s5cmd cp 's3://BUCKET/*' DIR/`, "
+        "`rclone copy :s3,...:BUCKET DIR --transfers 32 --checkers 32`, `aws s3 sync s3://BUCKET DIR`;",
+        "* push into an empty bucket: `syncops push s3://BUCKET DIR` (no base in DIR), "
+        "`s5cmd cp 'DIR/*' s3://BUCKET/`, "
+        "`rclone copy DIR :s3,...:BUCKET`, `aws s3 sync DIR s3://BUCKET`;",
+        "* discovery of an unindexed bucket: `syncops discover s3://BUCKET --json` (list, build, publish create-only), "
+        "`s5cmd ls 's3://BUCKET/*'`, `rclone lsf -R --files-only :s3,...:BUCKET` (listings written to a file); "
+        "peak RSS is GNU time's `%M` for that process alone;",
+        "* GCS: `syncops hydrate gs://BUCKET DIR` with `STORAGE_EMULATOR_HOST`, "
+        "`rclone copy :gcs,anonymous=true,endpoint='http://HOST:PORT/storage/v1/':BUCKET DIR`;",
+        "* rehydrate (nothing changed since the tool's own first run): syncops `hydrate`, `s5cmd sync`, "
+        "`rclone copy`, `aws s3 sync`.",
         "",
-        "syncops fsyncs every file before renaming it into place; the other tools do not. "
-        "`os.sync()` runs before each timed run so no run pays for the previous one's writeback.",
+        "syncops fsyncs every file before renaming it into place; the other tools do not. `os.sync()` runs before "
+        "each timed run so no run pays for the previous one's writeback.",
         "",
     ]
     return "\n".join(lines)
 
 
-def draw_chart(timings: list[Timing], path: Path) -> None:
+def draw_chart(rows: Sequence[Row], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by = {(t.dataset, t.tool): t for t in timings}
-    tools = [tool for tool in TOOLS if any((d.name, tool) in by for d in DATASETS)]
-    colors = {"syncops": "#2b6cb0", "s5cmd": "#718096", "rclone": "#a0aec0", "aws": "#cbd5e0"}
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
-    width = 0.8 / len(tools)
-    for i, tool in enumerate(tools):
-        xs, ys, labels = [], [], []
-        for j, dataset in enumerate(DATASETS):
-            t, base = by.get((dataset.name, tool)), by.get((dataset.name, "s5cmd"))
-            if t is None or base is None:
-                continue
-            xs.append(j + (i - (len(tools) - 1) / 2) * width)
-            ys.append(t.best / base.best)
-            labels.append(f"{t.best / base.best:.2f}")
-        bars = ax.bar(xs, ys, width, label=tool, color=colors.get(tool), edgecolor="#2d3748", linewidth=0.5)
-        ax.bar_label(bars, labels=labels, fontsize=8, padding=2)
-    ax.axhline(1.0, color="#2d3748", linewidth=0.8, linestyle="--")
-    ax.set_xticks(range(len(DATASETS)))
-    ax.set_xticklabels([d.label for d in DATASETS])
-    ax.set_ylabel("hydrate time relative to s5cmd (lower is faster)")
-    ax.set_title("Hydrating a local directory from S3 (SeaweedFS, loopback, best of N)")
-    ax.legend(frameon=False, ncols=len(tools), loc="upper left")
-    ax.set_ylim(0, max(1.5, ax.get_ylim()[1] * 1.1))
+    shown = [r for r in rows if r.ratio("s5cmd") is not None or r.ratio("rclone") is not None]
+    if not shown:
+        return
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(shown) + 1.6), dpi=120)
+    height = 0.38
+    for offset, peer, color in ((-height / 2, "s5cmd", "#2b6cb0"), (height / 2, "rclone", "#90cdf4")):
+        ys = [i + offset for i, r in enumerate(shown) if r.ratio(peer) is not None]
+        xs = [r.ratio(peer) or 0.0 for r in shown if r.ratio(peer) is not None]
+        bars = ax.barh(ys, xs, height, label=f"syncops ÷ {peer}", color=color, edgecolor="#2d3748", linewidth=0.5)
+        ax.bar_label(bars, labels=[f"{x:.2f}" for x in xs], fontsize=8, padding=2)
+    ax.axvline(1.0, color="#2d3748", linewidth=0.8, linestyle="--")
+    ax.set_yticks(range(len(shown)))
+    ax.set_yticklabels([r.title for r in shown], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("syncops's time relative to the peer's (below 1: syncops is faster)")
+    ax.set_title("syncops vs s5cmd and rclone, end to end on loopback servers (best of N)")
+    ax.legend(frameon=False, loc="lower right")
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def main() -> None:
-    global DATASETS
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of " + ",".join(TOOLS))
-    parser.add_argument("--datasets", default="small,medium,large")
-    parser.add_argument("--scale", default="10000,100000,1000000", help="listing sizes for the memory run ('' skips)")
-    parser.add_argument("--output", type=Path, default=HERE / "results.md")
-    args = parser.parse_args()
-    tools = tuple(t for t in args.tools.split(",") if t)
-    DATASETS = tuple(d for d in DATASETS if d.name in args.datasets.split(","))
+# -- main -----------------------------------------------------------------------------------------------
 
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--only", default=",".join(DEFAULT_JOBS), help="comma-separated jobs of: " + ",".join(JOBS))
+    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of " + ",".join(TOOLS))
+    parser.add_argument("--repeats", type=int, default=None, help="runs per tool (best is kept); default 3, 1 quick")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run: try a row in seconds")
+    parser.add_argument("--discovery-count", type=int, default=None, help="objects for discovery (default 20000)")
+    parser.add_argument("--output", type=Path, default=HERE / "results.md")
+    args = parser.parse_args(argv)
+    args.jobs = tuple(j for j in args.only.split(",") if j)
+    unknown = set(args.jobs) - set(JOBS)
+    if unknown:
+        parser.error(f"unknown job(s) {', '.join(sorted(unknown))}; choose from {', '.join(JOBS)}")
+    args.tool_list = tuple(t for t in TOOLS if t in args.tools.split(","))
+    if "syncops" not in args.tool_list:
+        parser.error("--tools must include syncops")
+    args.sizes = Sizes.quick(args.discovery_count) if args.quick else Sizes(discovery=args.discovery_count or 20_000)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    return args
+
+
+def disk_needed(args: argparse.Namespace) -> int:
+    """Bytes the run holds at its peak (server copy + local source or target), with a margin."""
+    sizes: Sizes = args.sizes
+    peak = 0
+    if "hydrate" in args.jobs:
+        peak = max(peak, sum(d.total for d in sizes.hydrate) + max(d.total for d in sizes.hydrate))
+    if "push" in args.jobs:
+        peak = max(peak, 2 * max(d.total for d in sizes.push))
+    if "large" in args.jobs:
+        peak = max(peak, sum(d.total for d in sizes.large) + max(d.total for d in sizes.large))
+    return int(peak * 1.5) + 1 * GiB
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse(argv)
+    tools: tuple[str, ...] = args.tool_list
     for tool in tools:
-        if not (BIN / ("syncops" if tool == "syncops" else tool)).exists():
+        if not (BIN / tool).exists():
             sys.exit(f"{tool} is not installed in {BIN}: run `make bench` (installs the 'bench' extra)")
+    need, free = disk_needed(args), shutil.disk_usage(tempfile.gettempdir()).free
+    if need > min(free, shutil.disk_usage(HERE).free):
+        sys.exit(f"this run needs about {need / GiB:.1f} GiB of free disk; {free / GiB:.1f} GiB is free")
+    sizes: Sizes = args.sizes
+    rows: list[Row] = []
+    fixed: dict[str, float] = {}
     fresh(WORK)
-    print("starting SeaweedFS on loopback ...", flush=True)
-    server = servers.start_seaweed()
+    s3_jobs = {"hydrate", "push", "discovery", "large", "rehydrate", "fixed"} & set(args.jobs)
     try:
-        client = servers.s3_client(server.endpoint)
-        for dataset in DATASETS:
-            print(f"seeding {dataset.label} ...", flush=True)
-            seed(client, dataset)
-        print("hydrate, best of", args.repeats, flush=True)
-        timings = bench_transfers(server.endpoint, args.repeats, tools)
-        discovery = bench_discovery(client, server.endpoint, args.repeats) if "small" in args.datasets else None
-        fixed = bench_fixed_cost(server.endpoint, args.repeats, tools)
+        if s3_jobs:
+            print("starting SeaweedFS on loopback ...", flush=True)
+            seaweed = servers.start_seaweed()
+            try:
+                endpoint = seaweed.endpoint
+                if "hydrate" in args.jobs:
+                    print(f"hydrate, best of {args.repeats}", flush=True)
+                    rows += bench_hydrate("hydrate", endpoint, sizes.hydrate, args.repeats, tools)
+                if "push" in args.jobs:
+                    print(f"push into an empty bucket, best of {args.repeats}", flush=True)
+                    rows += bench_push(endpoint, sizes.push, args.repeats, tools)
+                if "discovery" in args.jobs:
+                    print(f"discovery of an unindexed bucket, best of {args.repeats}", flush=True)
+                    rows.append(bench_discovery(endpoint, sizes.discovery, args.repeats, tools))
+                if "large" in args.jobs:
+                    print(f"large objects, best of {args.repeats}", flush=True)
+                    peers = tuple(t for t in tools if t in ("syncops", "s5cmd", "rclone"))
+                    rows += bench_hydrate("large", endpoint, sizes.large, args.repeats, peers)
+                if "rehydrate" in args.jobs:
+                    print(f"up-to-date rehydrate, best of {args.repeats}", flush=True)
+                    rows.append(bench_rehydrate(endpoint, sizes.rehydrate, args.repeats, tools))
+                if "fixed" in args.jobs:
+                    print("start-up + one GET", flush=True)
+                    bucket = "bench-fixed"
+                    seed_s3(endpoint, bucket, Dataset("fixed", 1, 4 * KiB))
+                    run_quietly(syncops("discover", f"s3://{bucket}", "--endpoint-url", endpoint), tool_env(endpoint))
+                    fixed = bench_fixed_cost(endpoint, bucket, args.repeats, tools)
+            finally:
+                seaweed.stop()
+        if "gcs" in args.jobs:
+            print("starting fake-gcs-server on loopback ...", flush=True)
+            gcs = servers.start_fake_gcs()
+            try:
+                print(f"GCS hydrate, best of {args.repeats}", flush=True)
+                rows.append(bench_gcs(gcs.endpoint, sizes.gcs, args.repeats, tools))
+            finally:
+                gcs.stop()
     finally:
-        server.stop()
         shutil.rmtree(WORK, ignore_errors=True)
-    print("discovery at scale", flush=True)
-    scale = bench_scale(tuple(int(n) for n in args.scale.split(",") if n))
+    scale: list[dict[str, float]] = []
+    if "scale" in args.jobs:
+        print("discovery memory on a simulated listing", flush=True)
+        scale = bench_scale(sizes.scale)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     png = args.output.with_suffix(".png")
-    draw_chart(timings, png)
-    args.output.write_text(write_results(timings, discovery, scale, args.repeats, png, fixed))
+    draw_chart(rows, png)
+    shown_argv = list(argv if argv is not None else sys.argv[1:])
+    args.output.write_text(write_results(rows, scale, fixed, args.repeats, png if png.exists() else None, shown_argv))
     print(f"wrote {args.output} and {png}")
 
 

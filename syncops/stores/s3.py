@@ -497,7 +497,9 @@ class S3Store:
                 response = self._client.copy_object(
                     Bucket=self.bucket, Key=self.url.full_key(key), CopySource=origin, **conditions
                 )
-                return str(response["CopyObjectResult"]["ETag"])
+                # Quoted as HeadObject and PutObject give it (SeaweedFS leaves the copy's bare), so the
+                # token compares equal to a later read's and serves as an If-Match.
+                return _quoted(str(response["CopyObjectResult"]["ETag"]))
             return self._multipart_copy(source, key, origin, size, conditions)
         except Exception as exc:
             raise self._copy_error(exc, source, key) from None
@@ -569,6 +571,11 @@ def _conditions(if_absent: bool, if_token: str | None) -> dict[str, str]:
     if if_token is not None:
         conditions["IfMatch"] = if_token
     return conditions
+
+
+def _quoted(etag: str) -> str:
+    """An ETag in the quoted form S3 sends in headers."""
+    return etag if etag.startswith(('"', 'W/"')) else f'"{etag}"'
 
 
 class _Md5Writer:

@@ -1,0 +1,59 @@
+"""bench/run.py's own plumbing, without servers or peers: job selection, sizes, and the report's rows.
+
+The benchmark itself is not a test (``make bench`` runs it); this only keeps its flags and its
+report from rotting between runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+RUNNER = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("syncops_bench_run", RUNNER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_only_and_quick_choose_the_jobs_and_shrink_every_size(bench: ModuleType):
+    args = bench.parse(["--only", "push,discovery", "--quick", "--tools", "syncops,s5cmd"])
+    assert (args.jobs, args.tool_list, args.repeats, args.sizes.discovery) == (
+        ("push", "discovery"),
+        ("syncops", "s5cmd"),
+        1,
+        1000,
+    )
+    full = bench.parse([])
+    assert full.jobs == bench.DEFAULT_JOBS and full.repeats == 3 and full.sizes.discovery == 20_000
+    assert [d.label for d in full.sizes.large] == ["1 x 1 GiB", "4 x 256 MiB"]
+    assert bench.parse(["--discovery-count", "100000"]).sizes.discovery == 100_000
+    for bad in (["--only", "hydrate,nope"], ["--tools", "s5cmd"]):
+        with pytest.raises(SystemExit):
+            bench.parse(bad)
+
+
+def test_the_report_shows_every_row_with_its_ratios_and_verdict(bench: ModuleType, monkeypatch):
+    monkeypatch.setattr(bench, "versions", lambda: {})
+    push = bench.Row("push", "2 x 4 KiB", bench.Dataset("p", 2, 4096))
+    for tool, wall in (("syncops", 1.0), ("s5cmd", 2.0), ("rclone", 0.5)):
+        push.record(tool, wall, 0.1, 30.0)
+    gcs = bench.Row("gcs hydrate", "2 x 4 KiB", bench.Dataset("g", 2, 4096))
+    gcs.record("syncops", 3.0, 0.1, math.nan)
+    gcs.record("rclone", 1.0, 0.1, math.nan)
+    text = bench.write_results([push, gcs], [], {}, 1, None, ["--quick"])
+    assert "| push 2 x 4 KiB | 1.00 s | 2.00 s | 0.50 s | - | **0.50x** | **2.00x** |" in text
+    assert "| gcs hydrate 2 x 4 KiB | 3.00 s | - | 1.00 s | - | - | **3.00x** |" in text
+    assert "* push 2 x 4 KiB: 0.50x s5cmd's time (target 1.0x, ceiling 1.5x): met." in text
+    assert "* gcs hydrate 2 x 4 KiB: 3.00x rclone's time (target 1.0x, ceiling 2.0x): NOT met." in text
