@@ -16,10 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests import servers
 
 BACKENDS = ("file", "s3", "gcs")
+
+# Property tests judge behaviour, never speed: on a loaded 2-core machine, generating examples may
+# be slow, and that must not fail a run.
+settings.register_profile("syncops", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("syncops")
 
 #: Variables that could point the code under test at a real account; never inherited.
 _LEAKY_PREFIXES = ("AWS_", "GOOGLE_", "GCLOUD_", "CLOUDSDK_", "STORAGE_EMULATOR_HOST")
