@@ -264,8 +264,9 @@ class ObjectStore(Protocol):
         syncops ever makes), after a read confirmed the lock still carries its nonce. S3 sends
         ``If-Match`` (a server that refuses the condition as unsupported gets the plain delete the
         read already vouched for, as swamp does), GCS ``ifGenerationMatch``, ``file://`` compares
-        under its flock. :class:`PreconditionFailed` when the object changed, :class:`NotFound` when
-        it is gone.
+        under its flock. :class:`PreconditionFailed` when the object changed; when it is gone,
+        :class:`NotFound` (file://, GCS) or :class:`PreconditionFailed` (S3 answers a conditional
+        delete of a missing key with 412): callers treat both alike.
         """
         ...
 
