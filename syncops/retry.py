@@ -280,7 +280,7 @@ class RetryPolicy:
         judge: Callable[[Exception], Decision],
         *,
         what: str,
-        rewind: Callable[[], None] | None = None,
+        rewind: Callable[[], object] | None = None,
     ) -> T:
         """``operation()``, tried again while ``judge`` calls its failure retriable and the budget lasts.
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from syncops import retry
 from syncops.errors import (
     AccessDenied,
+    BadInput,
     ConditionUnsupported,
     NotFound,
     PreconditionFailed,
@@ -265,6 +266,7 @@ class S3Store:
         return source
 
     def _translate(self, exc: Exception, operation: str, key: str | None) -> Exception:
+        """Our error type for a boto3 failure that the retry policy gave up on (or never retried)."""
         where = self.url.object_url(key) if key is not None else f"s3://{self.bucket}/{self.url.prefix}"
         bx = _boto_errors()
         if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
@@ -291,7 +293,9 @@ class S3Store:
                 )
             moved = self._moved(exc.response, status, code)
             if moved is not None:
-                return StoreError(f"{operation} {where}: {moved}")
+                # botocore already re-sent the request once to the region S3 named; still redirected, the
+                # configured endpoint or region is wrong for this bucket: a setting to fix, not a retry.
+                return BadInput(f"{operation} {where}: {moved}")
             if code == "NotImplemented" or status == 501:
                 return ConditionUnsupported(f"{operation} {where}: {code or status} {error.get('Message', '')}")
             if code in _DENIED_CODES or status in (401, 403):
@@ -311,7 +315,7 @@ class S3Store:
             return None
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         region = headers.get("x-amz-bucket-region") or response.get("Error", {}).get("Region")
-        answer = f"{status or ''} {code}".strip()
+        answer = f"{status or ''} {code if code != str(status) else ''}".strip()
         if region:
             return (
                 f"{answer}: bucket {self.bucket!r} is in region {region!r}, not {self._region()!r}; "

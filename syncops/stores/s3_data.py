@@ -176,9 +176,10 @@ class ObstoreDownloader:
         summary = text.split("\n", 1)[0] if text else type(exc).__name__
         if status in (401, 403):
             return self._denied("GetObject", key, code), _FATAL
-        if status in (301, 307) or any(code in text for code in _WRONG_REGION_CODES):
-            # The bucket lives in another region than the one configured; boto3 follows S3's
-            # region redirects, this client does not: the caller falls back to boto3.
+        if status in (301, 307) or "redirect" in text.lower() or any(code in text for code in _WRONG_REGION_CODES):
+            # The bucket lives in another region than the one configured (a 301 without Location reads
+            # "Received redirect without LOCATION"); boto3 follows S3's region redirects, this client
+            # does not: the caller falls back to boto3, which follows or names the bucket's region.
             return WrongRegion(f"GetObject {self._where(key)}: {summary}"), _FATAL
         # No status: a reset, a timeout, a body that broke off (the classifier calls that transient).
         decision = retry.classify(status, code)
