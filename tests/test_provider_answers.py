@@ -307,6 +307,36 @@ def test_an_error_inside_a_200_complete_multipart_upload_is_a_failure_retried(
     assert all(w.decision.reason == "500 InternalError" for w in waits)
 
 
+def test_a_409_on_a_conditional_complete_multipart_upload_starts_the_upload_over(
+    make_datastore, tmp_path: Path, small_parts: int, waits, capsys, monkeypatch
+):
+    """S3 documents that a multipart upload whose conditional CompleteMultipartUpload got 409
+    ConditionalRequestConflict is begun again (CreateMultipartUpload, every part), not completed again."""
+    ds: Datastore = make_datastore("s3")
+    assert run_cli("discover", ds.url, env=ds.env).code == 0
+    big = (bytes(range(251)) * (small_parts // 251 + 1))[:small_parts]
+    _write(tmp_path / "src", {"big.bin": big})
+    with Proxy(ds.endpoint) as proxy:
+        conflict = proxy.add_fault(
+            Fault(
+                _complete_multipart,
+                headers=lambda h: "if-none-match" in h,
+                status=409,
+                reply_body=CONFLICT_409,
+            )
+        )
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        code, output = _cli_in_process(capsys, "push", ds.url, str(tmp_path / "src"))
+
+        assert code == 0, output
+        assert conflict.hits == 1
+        assert [s.status for s in proxy.seen if _complete_multipart(s.method, s.path)] == [409, 200]
+        assert sum(1 for s in proxy.seen if s.method == "POST" and s.path.endswith("?uploads")) == 2
+        assert wire.count("s3", proxy, wire.OBJECT_PUT) == 6, "every part sent again"
+    assert ds.raw.get("big.bin") == big
+    assert [w.what.split(" ")[0] for w in waits] == ["multipart"]
+
+
 def test_an_error_inside_a_200_copy_object_is_retried(make_datastore, capsys, waits):
     src, dst = make_datastore("s3"), make_datastore("s3")
     src.seed(FILES)

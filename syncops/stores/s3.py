@@ -210,6 +210,9 @@ class S3Store:
         """
         if operation.name == "GetObject":
             return None
+        if response is not None and operation.name == "CompleteMultipartUpload":
+            if response[1].get("Error", {}).get("Code") in _RESTART_CODES:
+                return None  # the whole upload is started over (_restarted_multipart_upload)
         if response is not None:
             http_response, parsed = response
             status = http_response.status_code
@@ -505,7 +508,25 @@ class S3Store:
                 **conditions,
             )
             return str(response["ETag"])
-        return self._multipart_upload(key, body, conditions)
+        return self._restarted_multipart_upload(key, body, conditions)
+
+    def _restarted_multipart_upload(self, key: str, body: UploadBody, conditions: dict[str, str]) -> str:
+        """A multipart upload, begun again from its first part when S3 answers the conditional
+        CompleteMultipartUpload with ``409 ConditionalRequestConflict``: S3 documents that such an
+        upload must be started over (CreateMultipartUpload, every part again), not completed again."""
+        start = body.tell()
+        failures = 0
+        while True:
+            try:
+                return self._multipart_upload(key, body, conditions)
+            except _ConflictingComplete as conflict:
+                failures += 1
+                wait = self._policy.delay(failures, conflict.decision)
+                if wait is None:
+                    raise conflict.error from None
+                what = f"multipart upload {self.url.object_url(key)}"
+                retry.pause(retry.Pause(what, failures, conflict.decision, wait))
+                body.seek(start)
 
     def _multipart_upload(self, key: str, body: UploadBody, conditions: dict[str, str]) -> str:
         """Parts read in order from ``body`` (so it hashes in one pass), up to PARTS_IN_FLIGHT sent at
@@ -548,7 +569,10 @@ class S3Store:
             except Exception:
                 pass  # the bucket's lifecycle rule aborts incomplete uploads
             if isinstance(exc, Exception):
-                raise self._translate(exc, "PutObject", key) from None
+                error = self._translate(exc, "PutObject", key)
+                if isinstance(exc, _boto_errors().ClientError) and _is_complete_conflict(exc):
+                    raise _ConflictingComplete(decide(exc), error) from None
+                raise error from None
             raise
 
     def close(self) -> None:
@@ -637,6 +661,22 @@ class S3Store:
         if isinstance(error, (PreconditionFailed, ConditionUnsupported)):
             return error
         return type(error)(f"server-side copy of {route} failed: {error}")
+
+
+#: Answers to a conditional CompleteMultipartUpload after which S3 wants the upload started over.
+_RESTART_CODES = ("ConditionalRequestConflict",)
+
+
+def _is_complete_conflict(exc: Any) -> bool:
+    code = exc.response.get("Error", {}).get("Code")
+    return exc.operation_name == "CompleteMultipartUpload" and code in _RESTART_CODES
+
+
+class _ConflictingComplete(Exception):
+    def __init__(self, decision: retry.Decision, error: Exception) -> None:
+        super().__init__(str(error))
+        self.decision = decision
+        self.error = error
 
 
 def _conditions(if_absent: bool, if_token: str | None) -> dict[str, str]:
