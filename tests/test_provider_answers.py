@@ -29,7 +29,7 @@ from syncops import retry
 from tests import wire
 from tests.conftest import Datastore, run_cli
 from tests.expect import assert_index_is
-from tests.proxy import Fault, Proxy
+from tests.proxy import FORWARD, RESET, Fault, Proxy
 
 FILES = {"data/a.json": b'{"a": 1}\n', "data/b.bin": bytes(range(256)) * 40, "top.csv": b"x,y\n1,2\n"}
 
@@ -398,6 +398,59 @@ def test_a_bucket_in_another_region_is_one_line_naming_the_region(make_datastore
     assert "eu-west-3" in line and "AWS_REGION=eu-west-3" in line
     assert result.json["exit_code"] == 2
     assert ds.index() is None
+
+
+# -- progress taken back on every retried download path -------------------------------------------------
+
+
+class _Bar:
+    """A progress sink that remembers the highest total it was ever shown."""
+
+    def __init__(self) -> None:
+        self.total = self.highest = self.expected = 0
+
+    def start(self, description: str, files: int, total_bytes: int) -> None:
+        self.expected = total_bytes
+
+    def advance(self, nbytes: int) -> None:
+        self.total += nbytes
+        self.highest = max(self.highest, self.total)
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "backend,plane", [("s3", "obstore"), ("s3", "boto3"), ("gcs", "")], ids=["s3", "s3-boto3-downloads", "gcs"]
+)
+def test_a_retried_download_takes_back_the_progress_it_reported(
+    make_datastore, tmp_path: Path, monkeypatch, waits, backend: str, plane: str
+):
+    """Bodies cut off after 1.5 and 2.5 MiB (past the first chunks each plane writes), then a reset: each
+    retry starts from byte 0 and the bar is never shown more bytes than the transfer holds."""
+    from syncops import api
+
+    ds = make_datastore(backend)
+    files = {"big/one.bin": bytes(range(256)) * 12 * 1024, "big/two.bin": b"\x07" * (3 << 20)}
+    ds.seed(files)
+    assert api.discover(ds.url).index_written
+    if plane:
+        monkeypatch.setenv("SYNCOPS_S3_DATA_PLANE", plane)
+    bar = _Bar()
+    with Proxy(ds.endpoint) as proxy:
+        gets = wire.is_object_get(backend)
+        cuts = [proxy.add_fault(Fault(gets, status=FORWARD, cut=cut)) for cut in (3 << 19, 5 << 19, 3 << 19)]
+        reset = proxy.add_fault(Fault(gets, status=RESET))
+        if backend == "gcs":
+            monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.endpoint)
+        report = api.hydrate(
+            ds.url, tmp_path / "cache", endpoint_url=proxy.endpoint if backend == "s3" else None, progress=bar
+        )
+        assert [f.hits for f in [*cuts, reset]] == [1, 1, 1, 1]
+        assert wire.count(backend, proxy, wire.OBJECT_GET) == len(files) + 4
+    assert report.pulled == len(files)
+    assert bar.expected == bar.total == bar.highest == sum(map(len, files.values()))
+    assert len(waits) == 4
 
 
 # -- the policy itself (no server) ----------------------------------------------------------------------
