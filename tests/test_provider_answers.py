@@ -226,6 +226,29 @@ def test_gcs_429_on_index_writes_is_backed_off_and_the_conditional_write_retried
     assert_index_is(ds, FILES)
 
 
+def test_gcs_429_waits_what_retry_after_asks(make_datastore, monkeypatch, waits):
+    from syncops import api
+
+    ds = make_datastore("gcs")
+    ds.seed(FILES)
+    with Proxy(ds.endpoint) as proxy:
+        limited = proxy.add_fault(
+            wire.index_write_fault(
+                "gcs",
+                status=429,
+                reply_body=GCS_429,
+                reply_headers={"Content-Type": "application/json", "Retry-After": "5"},
+            )
+        )
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.endpoint)
+        report = api.discover(ds.url)
+        assert limited.hits == 1 and wire.count("gcs", proxy, wire.INDEX_PUT) == 2
+    assert (report.status, report.index_written) == ("discovered", True)
+    assert [(w.decision.verdict, w.decision.reason, w.delay) for w in waits] == [
+        (retry.Verdict.THROTTLE, "429 rateLimitExceeded", 5.0)
+    ]
+
+
 def test_gcs_never_retries_an_unconditional_write(make_datastore):
     """The documented fallback for a refused condition is one unconditional write; GCS documents such a
     write as not idempotent, so a 429 on it is not retried: exit 4, nothing published."""

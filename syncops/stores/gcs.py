@@ -62,8 +62,23 @@ def decide(exc: Exception) -> retry.Decision:
     ``rateLimitExceeded``) and ``Retry-After``, or the exception of a request that got no answer."""
     if isinstance(exc, gexc.GoogleAPICallError) and isinstance(exc.code, int):
         headers = getattr(exc.response, "headers", None) or {}
-        return retry.classify(exc.code, exc.reason or "", retry_after=headers.get("Retry-After"))
+        return retry.classify(exc.code, _reason(exc), retry_after=headers.get("Retry-After"))
     return retry.classify(None, exc=exc)
+
+
+def _reason(exc: gexc.GoogleAPICallError) -> str:
+    """The JSON API's ``error.errors[].reason`` (e.g. ``rateLimitExceeded``): parsed by the library for
+    metadata calls, left in the response body of media uploads and downloads."""
+    errors = list(exc.errors or ())
+    if not errors:
+        try:
+            errors = exc.response.json()["error"]["errors"]  # type: ignore[union-attr]
+        except Exception:
+            errors = []
+    for error in errors if isinstance(errors, list) else ():
+        if isinstance(error, dict) and isinstance(error.get("reason"), str):
+            return str(error["reason"])
+    return exc.reason or ""
 
 
 _BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
