@@ -51,7 +51,11 @@ class Fault:
       the first ``cut`` body bytes, then resets (a body broken off mid-stream); ``trickle`` sends the
       body in 16 KiB pieces this many seconds apart (a slow download); ``drop_response`` lets the
       request reach the server and then resets the connection instead of answering (a write that
-      landed although the client saw it fail).
+      landed although the client saw it fail);
+    * ``reply_body`` / ``reply_headers``: the answer of an injected status is this body (an S3
+      ``<Error>`` document, a GCS JSON error) with these headers (``Retry-After``, ``x-amz-bucket-region``,
+      ``Content-Type``) instead of the default ``Injected<status>`` error; ``status=200`` with an
+      ``<Error>`` body is S3's "200 OK that failed".
     """
 
     match: Callable[[str, str], bool]
@@ -68,6 +72,8 @@ class Fault:
     cut: int | None = None
     trickle: float = 0.0
     drop_response: bool = False
+    reply_body: bytes | None = None
+    reply_headers: Mapping[str, str] | None = None
     _arrived: int = 0
     _gathered: threading.Condition = field(default_factory=threading.Condition)
 
@@ -150,13 +156,18 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.status == RESET:
                 self._reset()
                 return
-            payload = f"<Error><Code>Injected{fault.status}</Code><Message>injected</Message></Error>".encode()
+            payload = fault.reply_body
+            if payload is None:
+                payload = f"<Error><Code>Injected{fault.status}</Code><Message>injected</Message></Error>".encode()
+            reply = {"Content-Type": "application/xml"}
+            if fault.status in (429, 503):
+                reply["Retry-After"] = "0"
+            reply.update(fault.reply_headers or {})
             self._record(fault.status)  # before a byte leaves: the client never acts on an uncounted answer
             self.send_response(fault.status)
-            self.send_header("Content-Type", "application/xml")
+            for name, value in reply.items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
-            if fault.status in (429, 503):
-                self.send_header("Retry-After", "0")
             self.end_headers()
             self.wfile.write(payload)
             return

@@ -1,14 +1,17 @@
 """Google Cloud Storage through google-cloud-storage: Application Default Credentials (anonymous
-under ``STORAGE_EMULATOR_HOST`` unless credentials are configured), the library's ``DEFAULT_RETRY``
-passed explicitly on every call (listing pages and conditional writes included), and
-``ifGenerationMatch`` for conditional writes.
+under ``STORAGE_EMULATOR_HOST`` unless credentials are configured), ``ifGenerationMatch`` for
+conditional writes, and every call paced by :mod:`syncops.retry` (the library's own retries are off:
+``retry=None`` on each call), so GCS backs off, honours ``Retry-After`` and counts attempts exactly
+as S3 does. As Google documents, an upload is retried only when it is conditional (a generation
+match makes it idempotent); an unconditional one gets one attempt. A resumable upload's ``308
+Resume Incomplete`` answers are its protocol, handled inside the library, never seen here.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
@@ -16,14 +19,12 @@ from typing import Any, BinaryIO
 import google.auth
 import requests
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError, RefreshError, TransportError
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption as _DataCorruption
-from google.cloud.storage.retry import DEFAULT_RETRY
 
-from syncops import timeouts
+from syncops import retry, timeouts
 from syncops.errors import (
     AccessDenied,
     BadInput,
@@ -38,9 +39,7 @@ from syncops.stores.gcs_credentials import configured_credentials
 from syncops.stores.settings import StoreSettings
 
 LIST_PAGE_SIZE = 1000
-#: Whole reads of an object whose body failed its checksum before the download fails.
-BODY_ATTEMPTS = 3
-#: Give up on a request after this long of retrying (the library's default is 120 s);
+#: Start no retry of a request after this long of retrying (besides the attempt budget);
 #: ``SYNCOPS_GCS_RETRY_TIMEOUT`` (seconds) overrides it, e.g. so tests of a persistent outage fail fast.
 RETRY_TIMEOUT = 60.0
 
@@ -58,7 +57,29 @@ def _retry_timeout_from_environment() -> float:
     return seconds
 
 
-RETRY: Retry = DEFAULT_RETRY.with_timeout(_retry_timeout_from_environment())
+def decide(exc: Exception) -> retry.Decision:
+    """The retry policy's view of one failed call: the HTTP status, the error's reason (e.g.
+    ``rateLimitExceeded``) and ``Retry-After``, or the exception of a request that got no answer."""
+    if isinstance(exc, gexc.GoogleAPICallError) and isinstance(exc.code, int):
+        headers = getattr(exc.response, "headers", None) or {}
+        return retry.classify(exc.code, _reason(exc), retry_after=headers.get("Retry-After"))
+    return retry.classify(None, exc=exc)
+
+
+def _reason(exc: gexc.GoogleAPICallError) -> str:
+    """The JSON API's ``error.errors[].reason`` (e.g. ``rateLimitExceeded``): parsed by the library for
+    metadata calls, left in the response body of media uploads and downloads."""
+    errors = list(exc.errors or ())
+    if not errors:
+        try:
+            errors = exc.response.json()["error"]["errors"]  # type: ignore[union-attr]
+        except Exception:
+            errors = []
+    for error in errors if isinstance(errors, list) else ():
+        if isinstance(error, dict) and isinstance(error.get("reason"), str):
+            return str(error["reason"])
+    return exc.reason or ""
+
 
 _BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
@@ -109,6 +130,9 @@ class GcsStore:
         # request per bucket that needs storage.buckets.get, which least-privilege workloads lack.
         os.environ.setdefault(_BUCKET_METADATA_SWITCH, "true")
         self._source = "Application Default Credentials"
+        self._policy = retry.RetryPolicy(
+            attempts=retry.attempts_from_environment(), deadline=_retry_timeout_from_environment()
+        )
         try:
             self._client = self._make_client()
         except DefaultCredentialsError as exc:
@@ -181,18 +205,28 @@ class GcsStore:
             return Unavailable(f"{operation} {where}: {exc}")
         return exc
 
-    def _guard(self, operation: str, key: str | None, call: Any) -> Any:
+    def _guard(
+        self,
+        operation: str,
+        key: str | None,
+        call: Any,
+        *,
+        retriable: bool = True,
+        rewind: Callable[[], object] | None = None,
+    ) -> Any:
+        """``call()`` paced by the retry policy (once only when not ``retriable``), its failure translated."""
+        where = self.url.object_url(key) if key is not None else str(self.url)
         try:
-            return call()
-        except _DataCorruption:
-            raise
+            if not retriable:
+                return call()
+            return self._policy.call(call, decide, what=f"{operation} {where}", rewind=rewind)
         except Exception as exc:
             raise self._translate(exc, operation, key) from None
 
     # -- contract ------------------------------------------------------------------------------
     def get(self, key: str) -> Blob:
         blob = _TimedBlob(self.url.full_key(key), bucket=self._bucket)
-        data = self._guard("get", key, lambda: blob.download_as_bytes(retry=RETRY))
+        data = self._guard("get", key, lambda: blob.download_as_bytes(retry=None))
         return Blob(data=data, token=str(blob.generation), last_modified=blob.last_modified)
 
     def put(
@@ -206,8 +240,9 @@ class GcsStore:
                 "put",
                 key,
                 lambda: blob.upload_from_string(
-                    data, content_type=content_type, if_generation_match=generation, retry=RETRY
+                    data, content_type=content_type, if_generation_match=generation, retry=None
                 ),
+                retriable=generation is not None,
             )
             return str(blob.generation)
         # A stream of chunks is spooled to a seekable body the library can size and rewind to retry.
@@ -217,36 +252,37 @@ class GcsStore:
                 "put",
                 key,
                 lambda: blob.upload_from_file(
-                    body, size=size, content_type=content_type, if_generation_match=generation, retry=RETRY
+                    body, size=size, content_type=content_type, if_generation_match=generation, retry=None
                 ),
+                retriable=generation is not None,
+                rewind=lambda: body.seek(0),
             )
         return str(blob.generation)
 
     def list(self) -> Iterator[ObjectInfo]:
+        # One call per page (a fresh iterator from the page's token), so each page is paced and
+        # retried on its own; a failed page of the library's iterator could not be asked for again.
         prefix = f"{self.url.prefix}/" if self.url.prefix else ""
         tokens = PageTokens(f"gs://{self.url.bucket}/{prefix}")
-        try:
+
+        def page(token: str | None) -> tuple[list[Any], str | None]:
             blobs = self._client.list_blobs(
                 self._bucket,
                 prefix=prefix or None,
                 page_size=LIST_PAGE_SIZE,
+                page_token=token,
                 fields="items(name,size,updated),nextPageToken",
-                retry=RETRY,
+                retry=None,
             )
-            pages = iter(blobs.pages)
-        except Exception as exc:
-            raise self._translate(exc, "list", None) from None
+            first = next(blobs.pages, None)
+            return (list(first) if first is not None else []), blobs.next_page_token
+
+        token: str | None = None
         while True:
-            try:
-                page = next(pages, None)
-            except Exception as exc:
-                raise self._translate(exc, "list", None) from None
-            if page is None:
-                return
-            # The iterator asks for the next page with whatever token this one gave (an empty or
-            # repeated one included): check it before the next request is made.
-            tokens.next(blobs.next_page_token is not None, blobs.next_page_token)
-            for blob in page:
+            items, following = self._guard("list", None, lambda asked=token: page(asked))
+            # Checked before the next request is made: an empty or repeated token is a lie.
+            token = tokens.next(following is not None, following)
+            for blob in items:
                 if not isinstance(blob.name, str) or blob.updated is None:
                     raise Unavailable(
                         f"listing {tokens.where}: page {tokens.page} has an object without a name or modification "
@@ -255,28 +291,39 @@ class GcsStore:
                 if blob.name == prefix:
                     continue  # a console's folder object for the prefix itself, not data
                 yield ObjectInfo(key=blob.name[len(prefix) :], size=int(blob.size or 0), last_modified=blob.updated)
+            del items
+            if token is None:
+                return
 
     def download(self, key: str, out: BinaryIO, *, checked_by_caller: bool = False) -> Fetched:
-        """Stream one object into ``out``; the library checks the body against the object's crc32c/md5
-        and a mismatch is read again (BODY_ATTEMPTS reads), never kept."""
+        """Stream one object into ``out``; the library checks the body against the object's crc32c/md5.
+
+        A failed request and a body that broke off or failed its checksum are retried whole, from byte
+        0 of ``out`` (its writer takes back the progress it reported), each on its budget
+        (:class:`syncops.retry.Transfer`); a bad body is never kept."""
         blob = self._bucket.blob(self.url.full_key(key))
         start = out.tell()
-        for attempt in range(BODY_ATTEMPTS):
+        transfer = retry.Transfer(self._policy, f"download {self.url.object_url(key)}")
+        while True:
             try:
-                self._guard("download", key, lambda: blob.download_to_file(out, retry=RETRY))
+                blob.download_to_file(out, retry=None)
                 return Fetched(size=out.tell() - start, token=str(blob.generation))
             except _DataCorruption:
-                out.seek(start)
-                out.truncate()
-                if attempt + 1 == BODY_ATTEMPTS:
-                    raise Unavailable(
-                        f"download {self.url.object_url(key)}: the body did not match the object's checksum "
-                        f"in {BODY_ATTEMPTS} reads"
-                    ) from None
-        raise AssertionError("unreachable")
+                decision, in_body = retry.BROKEN_BODY, True
+                error: Exception = Unavailable(
+                    f"download {self.url.object_url(key)}: the body did not match the object's checksum "
+                    f"in {transfer.body_failures + 1} reads"
+                )
+            except Exception as exc:
+                decision, in_body = decide(exc), out.tell() != start
+                error = self._translate(exc, "download", key)
+            if not transfer.again(decision, in_body=in_body):
+                raise error from None
+            out.seek(start)
+            out.truncate()
 
     def head(self, key: str) -> Head:
-        blob = self._guard("head", key, lambda: self._bucket.get_blob(self.url.full_key(key), retry=RETRY))
+        blob = self._guard("head", key, lambda: self._bucket.get_blob(self.url.full_key(key), retry=None))
         if blob is None:
             raise NotFound(f"{self.url.object_url(key)}: not found")
         md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
@@ -284,7 +331,7 @@ class GcsStore:
 
     def delete(self, key: str, *, if_token: str) -> None:
         blob = self._bucket.blob(self.url.full_key(key))
-        self._guard("delete", key, lambda: blob.delete(if_generation_match=int(if_token), retry=RETRY))
+        self._guard("delete", key, lambda: blob.delete(if_generation_match=int(if_token), retry=None))
 
     def upload(self, key: str, body: UploadBody, *, if_absent: bool = False, if_token: str | None = None) -> str:
         blob = self._bucket.blob(self.url.full_key(key))
@@ -297,8 +344,10 @@ class GcsStore:
                 size=body.size,
                 content_type="application/octet-stream",
                 if_generation_match=generation,
-                retry=RETRY,
+                retry=None,
             ),
+            retriable=generation is not None,
+            rewind=lambda: body.seek(0),
         )
         return str(blob.generation)
 
@@ -330,8 +379,9 @@ class GcsStore:
                     "copy",
                     key,
                     lambda resume=token: target.rewrite(
-                        origin, token=resume, if_generation_match=generation, retry=RETRY
+                        origin, token=resume, if_generation_match=generation, retry=None
                     ),
+                    retriable=generation is not None,
                 )
                 if token is None:
                     return str(target.generation)

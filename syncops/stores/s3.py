@@ -1,6 +1,6 @@
-"""S3 through boto3: the standard credential chain, botocore's ``standard`` retry mode on every call
-(listing pages included), listings read page by page with every continuation token checked, and
-``If-None-Match`` / ``If-Match`` on PutObject for conditional writes.
+"""S3 through boto3: the standard credential chain, :mod:`syncops.retry` pacing every call (hooked
+into botocore's ``needs-retry`` event; listing pages included), listings read page by page with every
+continuation token checked, and ``If-None-Match`` / ``If-Match`` on PutObject for conditional writes.
 """
 
 from __future__ import annotations
@@ -9,15 +9,13 @@ import functools
 import hashlib
 import io
 import os
-import random
 import re
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from syncops import timeouts
+from syncops import retry, timeouts
 from syncops.errors import (
     AccessDenied,
     BadInput,
@@ -39,11 +37,11 @@ from syncops.stores.s3_data import (
 from syncops.stores.s3_session import ROLE_CHAIN_METHOD, new_session
 from syncops.stores.settings import StoreSettings
 
-#: Attempts per request (first try included) under botocore's standard retry mode; botocore's own
-#: ``AWS_MAX_ATTEMPTS`` variable overrides it (tests lower it so a persistent failure fails fast).
-MAX_ATTEMPTS = 6
-#: Whole re-reads of an object whose body broke off mid-stream (botocore retries only the request).
-BODY_ATTEMPTS = 4
+#: Attempts per request, first try included (see :mod:`syncops.retry`: ``SYNCOPS_MAX_ATTEMPTS`` or the
+#: AWS SDKs' ``AWS_MAX_ATTEMPTS`` change it; tests lower it so a persistent failure fails fast).
+MAX_ATTEMPTS = retry.MAX_ATTEMPTS
+#: Whole re-reads of an object whose body broke off mid-stream or failed its ETag, per download.
+BODY_ATTEMPTS = retry.BODY_ATTEMPTS
 LIST_PAGE_SIZE = 1000
 #: Objects above this are uploaded in parts.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -114,16 +112,25 @@ def _protocol_error() -> type[Exception]:
 
 
 def max_attempts_from_environment() -> int:
-    text = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
-    if not text:
-        return MAX_ATTEMPTS
-    try:
-        attempts = int(text)
-    except ValueError:
-        attempts = 0
-    if attempts < 1:
-        raise BadInput(f"AWS_MAX_ATTEMPTS={text!r}: expected a whole number of attempts, at least 1")
-    return attempts
+    return retry.attempts_from_environment(aws=True)
+
+
+#: Answers that send the request elsewhere: botocore's region redirector (also a ``needs-retry``
+#: handler) decides about them, not the retry policy.
+_REDIRECT_STATUSES = (301, 302, 307)
+_REDIRECT_CODES = ("PermanentRedirect", "TemporaryRedirect", "AuthorizationHeaderMalformed")
+
+
+def decide(exc: Exception) -> retry.Decision:
+    """The retry policy's view of one failed boto3 call (status, S3 error code, Retry-After)."""
+    bx = _boto_errors()
+    if isinstance(exc, bx.ClientError):
+        meta = exc.response.get("ResponseMetadata", {})
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return retry.classify(
+            meta.get("HTTPStatusCode"), code, retry_after=meta.get("HTTPHeaders", {}).get("retry-after")
+        )
+    return retry.classify(None, exc=exc)
 
 
 def endpoint_from_environment() -> str | None:
@@ -152,6 +159,7 @@ class S3Store:
         self._endpoint = endpoint_url or self._settings.aws_endpoint or endpoint_from_environment()
         self._concurrency = concurrency
         self._attempts = max_attempts_from_environment()
+        self._policy = retry.RetryPolicy(attempts=self._attempts)
         self._boto_session: Lazy[Any] = Lazy(functools.partial(new_session, self._settings))
         self._boto_client: Lazy[Any] = Lazy(self._new_client)
         self._fast_downloads = data_plane_enabled()
@@ -176,14 +184,52 @@ class S3Store:
         from botocore.config import Config
 
         config = Config(
-            retries={"mode": "standard", "total_max_attempts": self._attempts},  # first try included
+            retries={"mode": "standard", "total_max_attempts": 1},  # syncops.retry decides (see _needs_retry)
             max_pool_connections=max(10, self._concurrency + 4),
             connect_timeout=timeouts.connect(),
             read_timeout=timeouts.read(),
             # A custom endpoint (SeaweedFS, MinIO, a proxy) rarely resolves bucket subdomains.
             s3={"addressing_style": "path"} if self._endpoint else None,
         )
-        return self._session.client("s3", endpoint_url=self._endpoint, region_name=self._region(), config=config)
+        client = self._session.client("s3", endpoint_url=self._endpoint, region_name=self._region(), config=config)
+        client.meta.events.register_first("needs-retry.s3", self._needs_retry, unique_id="syncops-retry")
+        return client
+
+    def _needs_retry(
+        self, response: Any, attempts: int, caught_exception: Exception | None, operation: Any, **kwargs: Any
+    ) -> float | None:
+        """botocore's ``needs-retry`` handler: :mod:`syncops.retry` decides whether and when a request is
+        sent again. botocore's own retries are down to one attempt, so this is the only one that says yes.
+
+        Registered first on ``needs-retry.s3``, so it runs after botocore's ``needs-retry.s3.*`` handler
+        that turns a ``200 OK`` carrying an ``<Error>`` (CompleteMultipartUpload, CopyObject,
+        UploadPartCopy) into a 500, and before the region redirector: it answers None (no opinion,
+        ``first_non_none_response`` moves on) for redirects, for everything it will not retry, and for
+        GetObject, which :meth:`_fetch` retries whole (request and body on one budget). When it does
+        retry it waits here, through :func:`syncops.retry.pause`, and tells botocore to wait 0 more.
+        """
+        if operation.name == "GetObject":
+            return None
+        if response is not None and operation.name == "CompleteMultipartUpload":
+            if response[1].get("Error", {}).get("Code") in _RESTART_CODES:
+                return None  # the whole upload is started over (_restarted_multipart_upload)
+        if response is not None:
+            http_response, parsed = response
+            status = http_response.status_code
+            error = parsed.get("Error", {})
+            code = str(error.get("Code", ""))
+            if status < 300 or status in _REDIRECT_STATUSES or code in _REDIRECT_CODES:
+                return None
+            headers = parsed.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            decision = retry.classify(status, code, retry_after=headers.get("retry-after"))
+        else:
+            decision = retry.classify(None, exc=caught_exception)
+        wait = self._policy.delay(attempts, decision)
+        if wait is None:
+            return None
+        path = kwargs.get("request_dict", {}).get("url_path", "")
+        retry.pause(retry.Pause(f"{operation.name} {path}", attempts, decision, wait))
+        return 0
 
     def _new_downloader(self) -> ObstoreDownloader:
         # Keys in the environment are boto3's first choice only when no profile, keys or role were given.
@@ -223,6 +269,7 @@ class S3Store:
         return source
 
     def _translate(self, exc: Exception, operation: str, key: str | None) -> Exception:
+        """Our error type for a boto3 failure that the retry policy gave up on (or never retried)."""
         where = self.url.object_url(key) if key is not None else f"s3://{self.bucket}/{self.url.prefix}"
         bx = _boto_errors()
         if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
@@ -238,36 +285,53 @@ class S3Store:
                 return NotFound(f"{where}: not found")
             if code == "NoSuchBucket":
                 return StoreError(f"{operation} {where}: bucket {self.bucket!r} does not exist")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+            if code == "PreconditionFailed" or status == 412:
                 return PreconditionFailed(f"{operation} {where}: precondition failed ({code or status})")
+            if code in ("ConditionalRequestConflict", "OperationAborted"):
+                # 409: another conditional write to this key was in flight on every attempt. Not a
+                # lost race (that is 412): nothing says another writer's object is there to adopt.
+                return Unavailable(
+                    f"{operation} {where}: {status} {code}: another conditional write to this key was still in "
+                    f"flight after {self._attempts} attempts"
+                )
+            moved = self._moved(exc.response, status, code)
+            if moved is not None:
+                # botocore already re-sent the request once to the region S3 named; still redirected, the
+                # configured endpoint or region is wrong for this bucket: a setting to fix, not a retry.
+                return BadInput(f"{operation} {where}: {moved}")
             if code == "NotImplemented" or status == 501:
                 return ConditionUnsupported(f"{operation} {where}: {code or status} {error.get('Message', '')}")
             if code in _DENIED_CODES or status in (401, 403):
                 return self._denied(operation, key or "", code or str(status))
-            if status is not None and (status >= 500 or status == 429) or "Throttl" in code or "SlowDown" in code:
+            if decide(exc).retriable:
                 return Unavailable(f"{operation} {where}: {code or status} after {self._attempts} attempts")
             return StoreError(f"{operation} {where} failed: {code or status} {error.get('Message', '')}".rstrip())
         if isinstance(exc, (bx.BotoCoreError, *_body_errors())):
             return Unavailable(f"{operation} {where}: {exc} (after {self._attempts} attempts)")
         return exc
 
+    def _moved(self, response: dict[str, Any], status: int | None, code: str) -> str | None:
+        """The message for a bucket that answered from another region (301 PermanentRedirect, 307, or a
+        signature for the wrong region) when botocore's redirector could not follow it: it follows
+        only for AWS's own endpoints, so this is a custom endpoint or a proxy in front of S3."""
+        if status not in _REDIRECT_STATUSES and code not in _REDIRECT_CODES:
+            return None
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        region = headers.get("x-amz-bucket-region") or response.get("Error", {}).get("Region")
+        answer = f"{status or ''} {code if code != str(status) else ''}".strip()
+        if region:
+            return (
+                f"{answer}: bucket {self.bucket!r} is in region {region!r}, not {self._region()!r}; "
+                f"set AWS_REGION={region} (or the stack's region), or use that region's endpoint"
+            )
+        return f"{answer}: the endpoint sent the request elsewhere (bucket {self.bucket!r} in another region?)"
+
     def _call(self, operation: str, key: str | None, **kwargs: Any) -> Any:
-        method = {"GetObject": self._client.get_object, "PutObject": self._client.put_object}[operation]
-        failures = 0
-        while True:
-            try:
-                return method(Bucket=self.bucket, **kwargs)
-            except _protocol_error() as exc:
-                # For GetObject (a streaming operation) botocore reads the body of an *error* answer
-                # (a 404, a 503) outside its retry loop, so a connection broken in that body arrives
-                # here raw, unretried. Retry it within the same budget; a 404 needs its body to be
-                # told from other errors, so it is never guessed.
-                failures += 1
-                if operation != "GetObject" or failures >= self._attempts:
-                    raise self._translate(exc, operation, key) from None
-                time.sleep(random.random() * min(0.05 * 2**failures, 20.0))
-            except Exception as exc:
-                raise self._translate(exc, operation, key) from None
+        method = {"PutObject": self._client.put_object}[operation]
+        try:
+            return method(Bucket=self.bucket, **kwargs)  # retried by _needs_retry
+        except Exception as exc:
+            raise self._translate(exc, operation, key) from None
 
     # -- contract ------------------------------------------------------------------------------
     def get(self, key: str) -> Blob:
@@ -340,23 +404,21 @@ class S3Store:
         return self._download(key, out)[0]
 
     def _download(self, key: str, out: BinaryIO) -> tuple[Fetched, datetime | None]:
-        start = out.tell()
-        for attempt in range(BODY_ATTEMPTS):
-            checked = _Md5Writer(out)
-            written, etag, modified = self._fetch(key, checked)  # type: ignore[arg-type]
+        """:meth:`_fetch` with the body checked against the ETag when that is its MD5; a mismatch is a
+        broken body, read again on the same budget as one cut off mid-stream."""
+        checked = _Md5Writer(out)
+
+        def matches(etag: str) -> bool:
             if not self._etag_is_md5 or not _PLAIN_ETAG.fullmatch(etag) or checked.hexdigest() == etag.strip('"'):
-                return Fetched(size=written, token=etag), modified
+                return True
             if self._encrypted_with_kms(key):
                 # SSE-KMS and SSE-C ETags are not MD5s of the data: nothing to check against.
                 self._etag_is_md5 = False
-                return Fetched(size=written, token=etag), modified
-            out.seek(start)
-            out.truncate()
-            if attempt + 1 < BODY_ATTEMPTS:
-                time.sleep(random.random() * 0.2 * 2**attempt)
-        raise Unavailable(
-            f"GetObject {self.url.object_url(key)}: the body did not match its ETag (MD5) in {BODY_ATTEMPTS} reads"
-        )
+                return True
+            return False
+
+        written, etag, modified = self._fetch(key, checked, check=matches)  # type: ignore[arg-type]
+        return Fetched(size=written, token=etag), modified
 
     def _encrypted_with_kms(self, key: str) -> bool:
         try:
@@ -389,30 +451,49 @@ class S3Store:
         except Exception as exc:
             raise self._translate(exc, "DeleteObject", key) from None
 
-    def _fetch(self, key: str, out: BinaryIO) -> tuple[int, str, datetime | None]:
-        """Stream one object into ``out``; returns the byte count, the ETag and LastModified."""
+    def _fetch(
+        self, key: str, out: BinaryIO, *, check: Callable[[str], bool] | None = None
+    ) -> tuple[int, str, datetime | None]:
+        """Stream one object into ``out``; returns the byte count, the ETag and LastModified.
+
+        One :class:`syncops.retry.Transfer` covers the whole GET: a failed request (no answer, a 503,
+        an error body that broke off) and a body that broke off or failed ``check`` (given the ETag)
+        are each retried on their budget, always from byte 0 of ``out`` (its writer takes back the
+        progress it reported)."""
         if self._fast_downloads:
             # Object bytes go through the Rust data plane (see stores/s3_data.py); same errors.
             try:
-                return self._downloader.get().fetch(self.url.full_key(key), key, out)
+                return self._downloader.get().fetch(self.url.full_key(key), key, out, check=check)
             except WrongRegion:
                 self._fast_downloads = False  # boto3 follows the redirect, from now on for every object
         start = out.tell()
-        for attempt in range(BODY_ATTEMPTS):
-            response = self._call("GetObject", key, Key=self.url.full_key(key))
+        transfer = retry.Transfer(self._policy, f"GetObject {self.url.object_url(key)}")
+        while True:
+            in_body = False
             try:
+                response = self._client.get_object(Bucket=self.bucket, Key=self.url.full_key(key))
+                in_body = True
                 written = 0
                 for chunk in response["Body"].iter_chunks(1 << 20):
                     out.write(chunk)
                     written += len(chunk)
-                return written, str(response["ETag"]), response.get("LastModified")
-            except _body_errors() as exc:
-                if attempt + 1 == BODY_ATTEMPTS:
-                    raise self._translate(exc, "GetObject", key) from None
-                out.seek(start)
-                out.truncate()
-                time.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
+                etag = str(response["ETag"])
+                if check is None or check(etag):
+                    return written, etag, response.get("LastModified")
+                decision = retry.BROKEN_BODY
+                error: Exception = Unavailable(
+                    f"GetObject {self.url.object_url(key)}: the body did not match its ETag (MD5) in "
+                    f"{transfer.body_failures + 1} reads"
+                )
+            except StoreError:
+                raise  # from check(): a HEAD that failed
+            except Exception as exc:
+                decision = decide(exc)
+                error = self._translate(exc, "GetObject", key)
+            if not transfer.again(decision, in_body=in_body):
+                raise error from None
+            out.seek(start)
+            out.truncate()
 
     def upload(self, key: str, body: UploadBody, *, if_absent: bool = False, if_token: str | None = None) -> str:
         conditions = _conditions(if_absent, if_token)
@@ -427,7 +508,25 @@ class S3Store:
                 **conditions,
             )
             return str(response["ETag"])
-        return self._multipart_upload(key, body, conditions)
+        return self._restarted_multipart_upload(key, body, conditions)
+
+    def _restarted_multipart_upload(self, key: str, body: UploadBody, conditions: dict[str, str]) -> str:
+        """A multipart upload, begun again from its first part when S3 answers the conditional
+        CompleteMultipartUpload with ``409 ConditionalRequestConflict``: S3 documents that such an
+        upload must be started over (CreateMultipartUpload, every part again), not completed again."""
+        start = body.tell()
+        failures = 0
+        while True:
+            try:
+                return self._multipart_upload(key, body, conditions)
+            except _ConflictingComplete as conflict:
+                failures += 1
+                wait = self._policy.delay(failures, conflict.decision)
+                if wait is None:
+                    raise conflict.error from None
+                what = f"multipart upload {self.url.object_url(key)}"
+                retry.pause(retry.Pause(what, failures, conflict.decision, wait))
+                body.seek(start)
 
     def _multipart_upload(self, key: str, body: UploadBody, conditions: dict[str, str]) -> str:
         """Parts read in order from ``body`` (so it hashes in one pass), up to PARTS_IN_FLIGHT sent at
@@ -470,7 +569,10 @@ class S3Store:
             except Exception:
                 pass  # the bucket's lifecycle rule aborts incomplete uploads
             if isinstance(exc, Exception):
-                raise self._translate(exc, "PutObject", key) from None
+                error = self._translate(exc, "PutObject", key)
+                if isinstance(exc, _boto_errors().ClientError) and _is_complete_conflict(exc):
+                    raise _ConflictingComplete(decide(exc), error) from None
+                raise error from None
             raise
 
     def close(self) -> None:
@@ -561,6 +663,22 @@ class S3Store:
         if isinstance(error, (PreconditionFailed, ConditionUnsupported)):
             return error
         return type(error)(f"server-side copy of {route} failed: {error}")
+
+
+#: Answers to a conditional CompleteMultipartUpload after which S3 wants the upload started over.
+_RESTART_CODES = ("ConditionalRequestConflict",)
+
+
+def _is_complete_conflict(exc: Any) -> bool:
+    code = exc.response.get("Error", {}).get("Code")
+    return exc.operation_name == "CompleteMultipartUpload" and code in _RESTART_CODES
+
+
+class _ConflictingComplete(Exception):
+    def __init__(self, decision: retry.Decision, error: Exception) -> None:
+        super().__init__(str(error))
+        self.decision = decision
+        self.error = error
 
 
 def _conditions(if_absent: bool, if_token: str | None) -> dict[str, str]:

@@ -11,15 +11,13 @@ callback), the same endpoint, the same retry budget and the same error types.
 from __future__ import annotations
 
 import os
-import random
 import re
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO, Generic, TypeVar
 
-from syncops import timeouts
+from syncops import retry, timeouts
 from syncops.errors import AccessDenied, NotFound, PreconditionFailed, StoreError, Unavailable
 
 #: Objects up to this size are read in one call; larger ones are streamed in chunks of this size.
@@ -29,6 +27,9 @@ CREDENTIAL_TTL = timedelta(minutes=15)
 
 _STATUS = re.compile(r"status code: (\d{3})")
 _WRONG_REGION_CODES = ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException")
+
+
+_FATAL = retry.Decision(retry.Verdict.FATAL)
 
 
 class WrongRegion(StoreError):
@@ -113,7 +114,7 @@ class ObstoreDownloader:
         self._where = where
         self._denied = denied
         self._attempts = attempts
-        self._body_attempts = body_attempts
+        self._policy = retry.RetryPolicy(attempts=attempts, body_attempts=body_attempts)
         config: dict[str, Any] = {"region": region}
         client: dict[str, Any] = {
             # One idle connection kept per transfer thread, so none waits for a socket.
@@ -143,35 +144,35 @@ class ObstoreDownloader:
             # A custom endpoint (SeaweedFS, MinIO, a proxy) rarely resolves bucket subdomains.
             config["virtual_hosted_style_request"] = False
             client["allow_http"] = endpoint.startswith("http://")
-        retry = {"max_retries": 0}  # retried here, whole, within the same budget as boto3's calls
+        own_retries = {"max_retries": 0}  # off: fetch() retries whole, on syncops.retry's budget
         try:
             self._store = RustS3Store(
                 bucket,
                 config=config,  # type: ignore[arg-type]
                 client_options=client,  # type: ignore[arg-type]
-                retry_config=retry,  # type: ignore[arg-type]
+                retry_config=own_retries,  # type: ignore[arg-type]
                 credential_provider=credentials,  # type: ignore[arg-type]
             )
         except (ValueError, TypeError) as exc:
             raise StoreError(f"cannot set up S3 downloads for bucket {bucket!r}: {exc}") from None
 
-    def _translate(self, exc: Exception, key: str) -> tuple[Exception, bool]:
-        """Our error type for an obstore failure, and whether trying again may cure it."""
+    def _translate(self, exc: Exception, key: str) -> tuple[Exception, retry.Decision]:
+        """Our error type for an obstore failure, and the retry policy's verdict on it."""
         from obstore import exceptions as oe
 
         text = str(exc).strip()
         coded = _ERROR_CODE.search(text)
         code = coded.group(1) if coded else ""
         if code == "NoSuchBucket":
-            return StoreError(f"GetObject {self._where(key)}: bucket {self._bucket!r} does not exist"), False
+            return StoreError(f"GetObject {self._where(key)}: bucket {self._bucket!r} does not exist"), _FATAL
         if isinstance(exc, (oe.NotFoundError, FileNotFoundError)):
-            return NotFound(f"{self._where(key)}: not found"), False
+            return NotFound(f"{self._where(key)}: not found"), _FATAL
         if isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError, PermissionError)):
-            return self._denied("GetObject", key, code), False
+            return self._denied("GetObject", key, code), _FATAL
         if isinstance(exc, (oe.PreconditionError, oe.NotModifiedError)):
-            return PreconditionFailed(f"GetObject {self._where(key)}: precondition failed"), False
+            return PreconditionFailed(f"GetObject {self._where(key)}: precondition failed"), _FATAL
         if not isinstance(exc, (oe.BaseError, OSError)):
-            return exc, False
+            return exc, _FATAL
         found = _STATUS.search(text)
         status = int(found.group(1)) if found else None
         summary = text.split("\n", 1)[0] if text else type(exc).__name__
@@ -179,29 +180,34 @@ class ObstoreDownloader:
         if kind is not None and kind.group(1) == "Timeout":
             summary += f" (timed out: no answer within {timeouts.read():g} s, SYNCOPS_READ_TIMEOUT)"
         if status in (401, 403):
-            return self._denied("GetObject", key, code), False
-        if status == 301 or any(code in text for code in _WRONG_REGION_CODES):
-            # The bucket lives in another region than the one configured; boto3 follows S3's
-            # region redirects, this client does not: the caller falls back to boto3.
-            return WrongRegion(f"GetObject {self._where(key)}: {summary}"), False
-        if status is None or status >= 500 or status in (408, 429):
-            # 5xx, throttling, resets, timeouts and bodies that broke off: transient.
-            return Unavailable(f"GetObject {self._where(key)}: {summary} (after {self._attempts} attempts)"), True
-        return StoreError(f"GetObject {self._where(key)} failed: {summary}"), False
+            return self._denied("GetObject", key, code), _FATAL
+        if status in (301, 307) or "redirect" in text.lower() or any(code in text for code in _WRONG_REGION_CODES):
+            # The bucket lives in another region than the one configured (a 301 without Location reads
+            # "Received redirect without LOCATION"); boto3 follows S3's region redirects, this client
+            # does not: the caller falls back to boto3, which follows or names the bucket's region.
+            return WrongRegion(f"GetObject {self._where(key)}: {summary}"), _FATAL
+        # No status: a reset, a timeout, a body that broke off (the classifier calls that transient).
+        decision = retry.classify(status, code)
+        if decision.retriable:
+            return Unavailable(f"GetObject {self._where(key)}: {summary} (after {self._attempts} attempts)"), decision
+        return StoreError(f"GetObject {self._where(key)} failed: {summary}"), decision
 
-    def fetch(self, path: str, key: str, out: BinaryIO) -> tuple[int, str, datetime | None]:
+    def fetch(
+        self, path: str, key: str, out: BinaryIO, *, check: Callable[[str], bool] | None = None
+    ) -> tuple[int, str, datetime | None]:
         """Stream object ``path`` into ``out``, retrying transient failures within the budget.
 
         Returns the byte count, the ETag (quoted as S3 and boto3 give it) and the LastModified time.
+        ``check`` (given the ETag) says whether the bytes that landed are right; False reads them again.
 
         The Rust client's own retries are off, so that every retry is a whole GET from byte 0
-        (never a ranged resume that could splice two versions of an object replaced meanwhile)
-        and the attempt budget is exactly ``AWS_MAX_ATTEMPTS``, as on the boto3 control plane.
+        (never a ranged resume that could splice two versions of an object replaced meanwhile) and
+        :class:`syncops.retry.Transfer` budgets it exactly as on the boto3 path.
         """
         import obstore
 
         start = out.tell()
-        request_failures = body_failures = 0
+        transfer = retry.Transfer(self._policy, f"GetObject {self._where(key)}")
         while True:
             in_body = False
             try:
@@ -210,28 +216,30 @@ class ObstoreDownloader:
                 etag = str(result.meta.get("e_tag") or "")
                 modified = result.meta.get("last_modified")
                 if result.meta["size"] <= WHOLE_READ_LIMIT:
-                    return _write(out, result.bytes()), etag, modified
-                written = 0
-                for chunk in result.stream(min_chunk_size=WHOLE_READ_LIMIT):
-                    written += _write(out, chunk)
-                return written, etag, modified
+                    written = _write(out, result.bytes())
+                else:
+                    written = 0
+                    for chunk in result.stream(min_chunk_size=WHOLE_READ_LIMIT):
+                        written += _write(out, chunk)
+                if check is None or check(etag):
+                    return written, etag, modified
+                decision = retry.BROKEN_BODY
+                error: Exception = Unavailable(
+                    f"GetObject {self._where(key)}: the body did not match its ETag (MD5) in "
+                    f"{transfer.body_failures + 1} reads"
+                )
             except _LocalWriteError as exc:
                 raise exc.cause from None  # the disk, not the network: the caller reports it
+            except StoreError:
+                raise  # from check(): a HEAD that failed
             except Exception as exc:
-                error, transient = self._translate(exc, key)
-                if not transient:
+                error, decision = self._translate(exc, key)
+                if not decision.retriable:
                     raise error from None
-                if in_body:
-                    body_failures += 1
-                    exhausted = body_failures >= self._body_attempts
-                else:
-                    request_failures += 1
-                    exhausted = request_failures >= self._attempts
-                if exhausted:
-                    raise error from None
-                out.seek(start)
-                out.truncate()
-                time.sleep(random.uniform(0, min(5.0, 0.1 * 2 ** (request_failures + body_failures))))
+            if not transfer.again(decision, in_body=in_body):
+                raise error from None
+            out.seek(start)
+            out.truncate()
 
 
 class _LocalWriteError(Exception):
