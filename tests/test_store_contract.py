@@ -511,10 +511,7 @@ def test_a_server_that_does_not_answer_is_unavailable_on_every_operation(opened,
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         url = "s3://some-bucket/env"
     else:
-        import syncops.stores.gcs as gcs
-
-        # RETRY is read from SYNCOPS_GCS_RETRY_TIMEOUT at import; the same knob, set for this test.
-        monkeypatch.setattr(gcs, "RETRY", gcs.RETRY.with_delay(initial=0.05, maximum=0.1).with_timeout(0.5))
+        monkeypatch.setenv("SYNCOPS_GCS_RETRY_TIMEOUT", "0.5")
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
         url = "gs://some-bucket/env"
     store = opened(url)
