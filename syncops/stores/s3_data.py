@@ -152,6 +152,11 @@ class ObstoreDownloader:
         except (ValueError, TypeError) as exc:
             raise StoreError(f"cannot set up S3 downloads for bucket {bucket!r}: {exc}") from None
 
+    @property
+    def client(self) -> Any:
+        """The obstore S3 client, shared with the uploads (one connection pool, one credential cache)."""
+        return self._store
+
     def _translate(self, exc: Exception, key: str) -> tuple[Exception, bool]:
         """Our error type for an obstore failure, and whether trying again may cure it."""
         from obstore import exceptions as oe

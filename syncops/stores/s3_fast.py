@@ -1,0 +1,155 @@
+"""S3 conditional uploads through obstore (Rust ``object_store``), not boto3.
+
+Why: a boto3 ``put_object`` costs about 2.3 ms of Python CPU per call (request building, signing,
+checksums, response parsing), so a push of thousands of small files is CPU-bound on the SDK. obstore
+signs and sends in Rust with the GIL released, through the same client (credentials, endpoint,
+connection pool, timeouts) as the downloads of :mod:`syncops.stores.s3_data`.
+
+What stays with boto3 (the caller decides, see ``S3Store.upload``):
+
+* bodies above :data:`FAST_PUT_LIMIT`: obstore sends a *conditional* put as one request with the
+  whole body in memory (its multipart path takes no condition), while boto3's own multipart upload
+  carries the condition on CompleteMultipartUpload and reads the file part by part;
+* keys obstore's path type refuses (it rejects some characters and ``.`` segments instead of
+  sending them), and buckets in another region (boto3 follows S3's redirects).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from syncops.errors import ConditionUnsupported, NotFound, PreconditionFailed, StoreError, Unavailable
+from syncops.stores.base import UploadBody
+from syncops.stores.s3_data import DenyMessage, WrongRegion
+
+#: Bodies up to this size go through obstore, read whole into memory once (32 uploads in flight hold
+#: at most 256 MiB); larger ones stream from the file through boto3's multipart upload.
+FAST_PUT_LIMIT = 8 * 1024 * 1024
+
+_STATUS = re.compile(r"status code: (\d{3})")
+_ERROR_CODE = re.compile(r"<Code>([^<]{1,64})</Code>")
+_WRONG_REGION_CODES = ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException")
+#: The PutObject answers that say "try again": AWS answers a conditional write with 409
+#: ConditionalRequestConflict while another conditional write to the key is in flight.
+_RETRY_CODES = ("ConditionalRequestConflict", "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable")
+
+
+class UnsendableKey(StoreError):
+    """obstore's path type refuses this key (it would not be sent as given); boto3 sends it."""
+
+
+class ObstoreUploader:
+    """PutObject with ``If-None-Match: *`` or ``If-Match: <etag>`` through one obstore S3 client."""
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        attempts: int,
+        where: Callable[[str], str],
+        denied: DenyMessage,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._store = store
+        self._attempts = attempts
+        self._where = where
+        self._denied = denied
+        self._sleep = sleep
+
+    def upload(
+        self,
+        path: str,
+        key: str,
+        body: UploadBody,
+        *,
+        if_absent: bool,
+        if_token: str | None,
+        content_type: str = "application/octet-stream",
+    ) -> str:
+        """Send ``body`` (read here once, whole: each byte hashed once) to ``path``; the new ETag.
+
+        Transient failures are retried within the same attempt budget as boto3's calls, each time
+        with the same bytes (never a second read of the file). A retried create-only put whose first
+        attempt landed although its answer was lost comes back as :class:`PreconditionFailed`; push
+        then finds its own bytes there (MD5) and takes them as uploaded.
+        """
+        data = body.read()
+        if len(data) != body.size:
+            raise OSError(f"read {len(data)} of {body.size} bytes")
+        return self.put(path, key, data, if_absent=if_absent, if_token=if_token, content_type=content_type)
+
+    def put(
+        self,
+        path: str,
+        key: str,
+        data: bytes,
+        *,
+        if_absent: bool,
+        if_token: str | None,
+        content_type: str = "application/octet-stream",
+    ) -> str:
+        import obstore
+
+        mode: Any = "create" if if_absent else {"e_tag": if_token} if if_token is not None else "overwrite"
+        failures = 0
+        while True:
+            try:
+                result = obstore.put(
+                    self._store,
+                    path,
+                    data,
+                    mode=mode,
+                    use_multipart=False,
+                    attributes={"Content-Type": content_type},
+                )
+                return str(result["e_tag"] or "")
+            except ValueError as exc:
+                if "parse path" in str(exc):
+                    raise UnsendableKey(f"PutObject {self._where(key)}: {exc}") from None
+                raise
+            except Exception as exc:
+                error, transient = self._translate(exc, key)
+                failures += 1
+                if not transient or failures >= self._attempts:
+                    raise error from None
+                self._sleep(random.uniform(0, min(5.0, 0.1 * 2**failures)))
+
+    def _translate(self, exc: Exception, key: str) -> tuple[Exception, bool]:
+        """Our error type for a failed PutObject, and whether sending it again may cure it."""
+        from obstore import exceptions as oe
+
+        if not isinstance(exc, (oe.BaseError, OSError)):
+            return exc, False
+        text = str(exc).strip()
+        coded = _ERROR_CODE.search(text)
+        code = coded.group(1) if coded else ""
+        found = _STATUS.search(text)
+        status = int(found.group(1)) if found else None
+        summary = text.split("\n", 1)[0] if text else type(exc).__name__
+        where = self._where(key)
+        if code in _RETRY_CODES:
+            return Unavailable(f"PutObject {where}: {code} (after {self._attempts} attempts)"), True
+        if code == "NoSuchBucket":
+            return StoreError(f"PutObject {where}: the bucket does not exist"), False
+        if isinstance(exc, (oe.AlreadyExistsError, oe.PreconditionError)) or status in (409, 412):
+            return PreconditionFailed(f"PutObject {where}: precondition failed ({code or status})"), False
+        if isinstance(exc, (oe.NotFoundError, FileNotFoundError)):
+            # If-Match on an object that is gone (AWS answers 404 NoSuchKey): the version is lost too.
+            return NotFound(f"{where}: not found"), False
+        if code == "NotImplemented" or status == 501:
+            return ConditionUnsupported(f"PutObject {where}: {code or status} (the condition is not supported)"), False
+        if isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError, PermissionError)) or status in (
+            401,
+            403,
+        ):
+            return self._denied("PutObject", key, code), False
+        if status == 301 or any(name in text for name in _WRONG_REGION_CODES):
+            return WrongRegion(f"PutObject {where}: {summary}"), False
+        if status is None or status >= 500 or status in (408, 429):
+            # 5xx, throttling, resets and timeouts: transient.
+            return Unavailable(f"PutObject {where}: {summary} (after {self._attempts} attempts)"), True
+        return StoreError(f"PutObject {where} failed: {summary}"), False
