@@ -37,8 +37,11 @@ from syncops.stores.s3_data import (
 )
 from syncops.stores.s3_fast import (
     FAST_PUT_LIMIT,
+    LEAN_PAGE,
+    ListingPage,
     ObstoreUploader,
     UnsendableKey,
+    register_lean_listing,
 )
 from syncops.stores.s3_session import ROLE_CHAIN_METHOD, new_session
 from syncops.stores.settings import StoreSettings
@@ -189,7 +192,9 @@ class S3Store:
             # A custom endpoint (SeaweedFS, MinIO, a proxy) rarely resolves bucket subdomains.
             s3={"addressing_style": "path"} if self._endpoint else None,
         )
-        return self._session.client("s3", endpoint_url=self._endpoint, region_name=self._region(), config=config)
+        client = self._session.client("s3", endpoint_url=self._endpoint, region_name=self._region(), config=config)
+        register_lean_listing(client)
+        return client
 
     def _new_downloader(self) -> ObstoreDownloader:
         # Keys in the environment are boto3's first choice only when no profile, keys or role were given.
@@ -338,11 +343,15 @@ class S3Store:
                 page = self._client.list_objects_v2(**request)
             except Exception as exc:
                 raise self._translate(exc, "ListObjectsV2", None) from None
-            token = tokens.next(page.get("IsTruncated") is True, page.get("NextContinuationToken"))
-            contents = page.pop("Contents", ())
-            del page  # only the entries are kept while they are consumed
-            for item in contents:
-                key, size, modified = item.get("Key"), item.get("Size"), item.get("LastModified")
+            lean: ListingPage | None = page.get(LEAN_PAGE)
+            if lean is not None:  # parsed by stores/s3_fast.py, not by botocore
+                token = tokens.next(lean.truncated, lean.token)
+                contents: Iterable[tuple[Any, Any, Any]] = lean.objects
+            else:
+                token = tokens.next(page.get("IsTruncated") is True, page.get("NextContinuationToken"))
+                contents = ((i.get("Key"), i.get("Size"), i.get("LastModified")) for i in page.pop("Contents", ()))
+            del page, lean  # only the entries are kept while they are consumed
+            for key, size, modified in contents:
                 if not isinstance(key, str) or not isinstance(size, int) or not isinstance(modified, datetime):
                     raise Unavailable(
                         f"listing {tokens.where}: page {tokens.page} has an object without a key, size or "
