@@ -270,7 +270,7 @@ class Lazy(Generic[T]):
 
 
 def data_plane_enabled() -> bool:
-    """``SYNCOPS_S3_DATA_PLANE=boto3`` falls back to boto3 for downloads (e.g. to compare)."""
+    """``SYNCOPS_S3_DATA_PLANE=boto3`` falls back to boto3 for downloads and small uploads (e.g. to compare)."""
     return os.environ.get("SYNCOPS_S3_DATA_PLANE", "obstore").strip().lower() != "boto3"
 
 
