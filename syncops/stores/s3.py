@@ -34,6 +34,14 @@ from syncops.stores.s3_data import (
     environment_credentials,
     session_credentials,
 )
+from syncops.stores.s3_fast import (
+    FAST_PUT_LIMIT,
+    LEAN_PAGE,
+    ListingPage,
+    ObstoreUploader,
+    UnsendableKey,
+    register_lean_listing,
+)
 from syncops.stores.s3_session import ROLE_CHAIN_METHOD, new_session
 from syncops.stores.settings import StoreSettings
 
@@ -164,6 +172,8 @@ class S3Store:
         self._boto_client: Lazy[Any] = Lazy(self._new_client)
         self._fast_downloads = data_plane_enabled()
         self._downloader: Lazy[ObstoreDownloader] = Lazy(self._new_downloader)
+        self._fast_uploads = self._fast_downloads
+        self._uploader: Lazy[ObstoreUploader] = Lazy(self._new_uploader)
 
     @property
     def _session(self) -> Any:
@@ -193,6 +203,7 @@ class S3Store:
         )
         client = self._session.client("s3", endpoint_url=self._endpoint, region_name=self._region(), config=config)
         client.meta.events.register_first("needs-retry.s3", self._needs_retry, unique_id="syncops-retry")
+        register_lean_listing(client)
         return client
 
     def _needs_retry(
@@ -253,6 +264,28 @@ class S3Store:
             where=self.url.object_url,
             denied=self._denied,
         )
+
+    def _new_uploader(self) -> ObstoreUploader:
+        return ObstoreUploader(
+            self._downloader.get().client, attempts=self._attempts, where=self.url.object_url, denied=self._denied
+        )
+
+    def _fast_put(self, key: str, data: bytes | UploadBody, if_absent: bool, if_token: str | None) -> str | None:
+        """A small write through obstore (see stores/s3_fast.py); None when it belongs to boto3: a bucket in
+        another region, a key obstore will not send as given, or both conditions at once."""
+        if not self._fast_uploads or (if_absent and if_token is not None):
+            return None
+        uploader, full_key = self._uploader.get(), self.url.full_key(key)
+        try:
+            if isinstance(data, bytes):
+                kind = "application/json" if key.endswith(".json") else "application/octet-stream"
+                return uploader.put(full_key, key, data, if_absent=if_absent, if_token=if_token, content_type=kind)
+            return uploader.upload(full_key, key, data, if_absent=if_absent, if_token=if_token)
+        except WrongRegion:
+            self._fast_uploads = False  # boto3 follows the redirect, from now on for every object
+        except UnsendableKey:
+            pass
+        return None
 
     # -- error translation ---------------------------------------------------------------------
     def credential_source(self) -> str:
@@ -344,6 +377,10 @@ class S3Store:
     ) -> str:
         conditions = _conditions(if_absent, if_token)
         content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
+        if isinstance(data, bytes) and len(data) <= FAST_PUT_LIMIT:
+            token = self._fast_put(key, data, if_absent, if_token)
+            if token is not None:
+                return token
         if isinstance(data, bytes):
             response = self._call(
                 "PutObject", key, Key=self.url.full_key(key), Body=data, ContentType=content_type, **conditions
@@ -370,11 +407,15 @@ class S3Store:
                 page = self._client.list_objects_v2(**request)
             except Exception as exc:
                 raise self._translate(exc, "ListObjectsV2", None) from None
-            token = tokens.next(page.get("IsTruncated") is True, page.get("NextContinuationToken"))
-            contents = page.pop("Contents", ())
-            del page  # only the entries are kept while they are consumed
-            for item in contents:
-                key, size, modified = item.get("Key"), item.get("Size"), item.get("LastModified")
+            lean: ListingPage | None = page.get(LEAN_PAGE)
+            if lean is not None:  # parsed by stores/s3_fast.py, not by botocore
+                token = tokens.next(lean.truncated, lean.token)
+                contents: Iterable[tuple[Any, Any, Any]] = lean.objects
+            else:
+                token = tokens.next(page.get("IsTruncated") is True, page.get("NextContinuationToken"))
+                contents = ((i.get("Key"), i.get("Size"), i.get("LastModified")) for i in page.pop("Contents", ()))
+            del page, lean  # only the entries are kept while they are consumed
+            for key, size, modified in contents:
                 if not isinstance(key, str) or not isinstance(size, int) or not isinstance(modified, datetime):
                     raise Unavailable(
                         f"listing {tokens.where}: page {tokens.page} has an object without a key, size or "
@@ -496,6 +537,11 @@ class S3Store:
             out.truncate()
 
     def upload(self, key: str, body: UploadBody, *, if_absent: bool = False, if_token: str | None = None) -> str:
+        if body.size <= FAST_PUT_LIMIT:
+            token = self._fast_put(key, body, if_absent, if_token)
+            if token is not None:
+                return token
+            body.seek(0)  # boto3 sends it again from the start (HashingReader hashes each byte once)
         conditions = _conditions(if_absent, if_token)
         if body.size <= MULTIPART_THRESHOLD:
             response = self._call(

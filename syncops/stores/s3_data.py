@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO, Generic, TypeVar
 
 from syncops import retry, timeouts
-from syncops.errors import AccessDenied, NotFound, PreconditionFailed, StoreError, Unavailable
+from syncops.errors import AccessDenied, ConditionUnsupported, NotFound, PreconditionFailed, StoreError, Unavailable
 
 #: Objects up to this size are read in one call; larger ones are streamed in chunks of this size.
 WHOLE_READ_LIMIT = 1 << 20
@@ -92,6 +92,56 @@ def session_credentials(session: Any, missing: Callable[[], Exception]) -> Crede
     return provide
 
 
+def translate(
+    exc: Exception, operation: str, where: str, key: str, *, denied: DenyMessage, attempts: int
+) -> tuple[Exception, retry.Decision]:
+    """Our error type for a failed obstore request (``GetObject`` or ``PutObject``), and the retry
+    policy's verdict on it: the one reading of obstore's errors for downloads and uploads alike."""
+    from obstore import exceptions as oe
+
+    text = str(exc).strip()
+    coded = _ERROR_CODE.search(text)
+    code = coded.group(1) if coded else ""
+    found = _STATUS.search(text)
+    status = int(found.group(1)) if found else None
+    writing = operation != "GetObject"
+    if code == "NoSuchBucket":
+        return StoreError(f"{operation} {where}: the bucket does not exist"), _FATAL
+    if not isinstance(exc, (oe.BaseError, OSError)):
+        return exc, _FATAL
+    decision = retry.classify(status, code)
+    if code in ("ConditionalRequestConflict", "OperationAborted"):
+        # 409: another conditional write to this key was in flight on every attempt. Not a lost race
+        # (that is 412): nothing says another writer's object is there to adopt.
+        message = f"another conditional write to this key was still in flight after {attempts} attempts"
+        return Unavailable(f"{operation} {where}: {status or 409} {code}: {message}"), decision
+    if decision.retriable and code:
+        # A documented "try again" (SlowDown, InternalError), whatever exception type obstore chose.
+        return Unavailable(f"{operation} {where}: {code} (after {attempts} attempts)"), decision
+    if isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError, PermissionError)) or status in (401, 403):
+        return denied(operation, key, code), _FATAL
+    if isinstance(exc, (oe.AlreadyExistsError, oe.PreconditionError, oe.NotModifiedError)) or status == 412:
+        return PreconditionFailed(f"{operation} {where}: precondition failed ({code or status or 412})"), _FATAL
+    if isinstance(exc, (oe.NotFoundError, FileNotFoundError)):
+        # For an If-Match write: the object is gone (AWS answers 404 NoSuchKey), so is its version.
+        return NotFound(f"{where}: not found"), _FATAL
+    if writing and (code == "NotImplemented" or status == 501):
+        return ConditionUnsupported(f"{operation} {where}: {code or status} (the condition is not supported)"), _FATAL
+    summary = text.split("\n", 1)[0] if text else type(exc).__name__
+    kind = _HTTP_KIND.search(text)
+    if kind is not None and kind.group(1) == "Timeout":
+        summary += f" (timed out: no answer within {timeouts.read():g} s, SYNCOPS_READ_TIMEOUT)"
+    if status in (301, 307) or "redirect" in text.lower() or any(name in text for name in _WRONG_REGION_CODES):
+        # The bucket lives in another region than the one configured (a 301 without Location reads
+        # "Received redirect without LOCATION"); boto3 follows S3's region redirects, this client
+        # does not: the caller falls back to boto3, which follows or names the bucket's region.
+        return WrongRegion(f"{operation} {where}: {summary}"), _FATAL
+    # No status: a reset, a timeout, a body that broke off (the classifier calls that transient).
+    if decision.retriable:
+        return Unavailable(f"{operation} {where}: {summary} (after {attempts} attempts)"), decision
+    return StoreError(f"{operation} {where} failed: {summary}"), decision
+
+
 class ObstoreDownloader:
     """Downloads of one bucket's objects; created on the first download (lazy import of obstore)."""
 
@@ -156,41 +206,13 @@ class ObstoreDownloader:
         except (ValueError, TypeError) as exc:
             raise StoreError(f"cannot set up S3 downloads for bucket {bucket!r}: {exc}") from None
 
-    def _translate(self, exc: Exception, key: str) -> tuple[Exception, retry.Decision]:
-        """Our error type for an obstore failure, and the retry policy's verdict on it."""
-        from obstore import exceptions as oe
+    @property
+    def client(self) -> Any:
+        """The obstore S3 client, shared with the uploads (one connection pool, one credential cache)."""
+        return self._store
 
-        text = str(exc).strip()
-        coded = _ERROR_CODE.search(text)
-        code = coded.group(1) if coded else ""
-        if code == "NoSuchBucket":
-            return StoreError(f"GetObject {self._where(key)}: bucket {self._bucket!r} does not exist"), _FATAL
-        if isinstance(exc, (oe.NotFoundError, FileNotFoundError)):
-            return NotFound(f"{self._where(key)}: not found"), _FATAL
-        if isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError, PermissionError)):
-            return self._denied("GetObject", key, code), _FATAL
-        if isinstance(exc, (oe.PreconditionError, oe.NotModifiedError)):
-            return PreconditionFailed(f"GetObject {self._where(key)}: precondition failed"), _FATAL
-        if not isinstance(exc, (oe.BaseError, OSError)):
-            return exc, _FATAL
-        found = _STATUS.search(text)
-        status = int(found.group(1)) if found else None
-        summary = text.split("\n", 1)[0] if text else type(exc).__name__
-        kind = _HTTP_KIND.search(text)
-        if kind is not None and kind.group(1) == "Timeout":
-            summary += f" (timed out: no answer within {timeouts.read():g} s, SYNCOPS_READ_TIMEOUT)"
-        if status in (401, 403):
-            return self._denied("GetObject", key, code), _FATAL
-        if status in (301, 307) or "redirect" in text.lower() or any(code in text for code in _WRONG_REGION_CODES):
-            # The bucket lives in another region than the one configured (a 301 without Location reads
-            # "Received redirect without LOCATION"); boto3 follows S3's region redirects, this client
-            # does not: the caller falls back to boto3, which follows or names the bucket's region.
-            return WrongRegion(f"GetObject {self._where(key)}: {summary}"), _FATAL
-        # No status: a reset, a timeout, a body that broke off (the classifier calls that transient).
-        decision = retry.classify(status, code)
-        if decision.retriable:
-            return Unavailable(f"GetObject {self._where(key)}: {summary} (after {self._attempts} attempts)"), decision
-        return StoreError(f"GetObject {self._where(key)} failed: {summary}"), decision
+    def _translate(self, exc: Exception, key: str) -> tuple[Exception, retry.Decision]:
+        return translate(exc, "GetObject", self._where(key), key, denied=self._denied, attempts=self._attempts)
 
     def fetch(
         self, path: str, key: str, out: BinaryIO, *, check: Callable[[str], bool] | None = None
@@ -279,7 +301,7 @@ class Lazy(Generic[T]):
 
 
 def data_plane_enabled() -> bool:
-    """``SYNCOPS_S3_DATA_PLANE=boto3`` falls back to boto3 for downloads (e.g. to compare)."""
+    """``SYNCOPS_S3_DATA_PLANE=boto3`` falls back to boto3 for downloads and small uploads (e.g. to compare)."""
     return os.environ.get("SYNCOPS_S3_DATA_PLANE", "obstore").strip().lower() != "boto3"
 
 
