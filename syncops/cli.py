@@ -263,7 +263,7 @@ def _progress(as_json: bool) -> Any:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 deadline_option = click.option(
     "--deadline",
-    type=click.FloatRange(min=0, max=86400 * 366),
+    type=click.FloatRange(min=0, max=timeouts.LONGEST),
     envvar="SYNCOPS_DEADLINE",
     default=timeouts.DEADLINE,
     show_default=True,

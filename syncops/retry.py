@@ -36,7 +36,7 @@ from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import TypeVar
 
-from syncops.errors import BadInput
+from syncops import environment
 
 T = TypeVar("T")
 
@@ -200,16 +200,8 @@ def attempts_from_environment(*, aws: bool = False) -> int:
     """``SYNCOPS_MAX_ATTEMPTS`` (every backend), else ``AWS_MAX_ATTEMPTS`` (S3 only), else :data:`MAX_ATTEMPTS`."""
     names = ("SYNCOPS_MAX_ATTEMPTS", "AWS_MAX_ATTEMPTS") if aws else ("SYNCOPS_MAX_ATTEMPTS",)
     for name in names:
-        text = os.environ.get(name, "").strip()
-        if not text:
-            continue
-        try:
-            attempts = int(text)
-        except ValueError:
-            attempts = 0
-        if attempts < 1:
-            raise BadInput(f"{name}={text!r}: expected a whole number of attempts, at least 1")
-        return attempts
+        if os.environ.get(name, "").strip():
+            return int(environment.number(name, MAX_ATTEMPTS, minimum=1, whole=True))
     return MAX_ATTEMPTS
 
 

@@ -14,9 +14,7 @@ and the GCS session, so one variable changes all of them.
 
 from __future__ import annotations
 
-import os
-
-from syncops.errors import BadInput
+from syncops import environment
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
@@ -24,23 +22,13 @@ READ_TIMEOUT = 60.0
 DEADLINE = 6 * 3600.0
 
 
-def _seconds(name: str, default: float) -> float:
-    """A positive number of seconds from the environment variable ``name`` (BadInput when it is not)."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < 86400 * 366:  # also refuses nan and inf
-        raise BadInput(f"{name}={text!r}: expected a number of seconds above 0")
-    return value
+#: No timeout is longer than a year (the clients' duration types overflow long before infinity).
+LONGEST = 366 * 86400.0
 
 
 def connect() -> float:
-    return _seconds("SYNCOPS_CONNECT_TIMEOUT", CONNECT_TIMEOUT)
+    return environment.number("SYNCOPS_CONNECT_TIMEOUT", CONNECT_TIMEOUT, minimum=0, above=True, maximum=LONGEST)
 
 
 def read() -> float:
-    return _seconds("SYNCOPS_READ_TIMEOUT", READ_TIMEOUT)
+    return environment.number("SYNCOPS_READ_TIMEOUT", READ_TIMEOUT, minimum=0, above=True, maximum=LONGEST)

@@ -16,7 +16,6 @@ Every remote write of syncops (discovery's publish, push, ``--repair``, ``--rebu
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import threading
@@ -25,8 +24,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from types import TracebackType
 
+from syncops import environment
 from syncops import lock as lk
-from syncops.errors import BadInput, ConditionUnsupported, NotFound, PreconditionFailed, StoreError
+from syncops.errors import ConditionUnsupported, NotFound, PreconditionFailed, StoreError
 from syncops.stores.base import Blob, ObjectStore
 
 #: ``SYNCOPS_LOCK_WAIT``: seconds to wait for another writer's lock (default three ttls, 90 s).
@@ -35,26 +35,13 @@ WAIT_VARIABLE = "SYNCOPS_LOCK_WAIT"
 TTL_VARIABLE = "SYNCOPS_LOCK_TTL_MS"
 
 
-def _number(name: str, default: float, minimum: float) -> float:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = minimum - 1
-    if not value >= minimum:
-        raise BadInput(f"{name}={text!r}: expected a number, at least {minimum:g}")
-    return value
-
-
 def wait_policy() -> lk.WaitPolicy:
-    seconds = _number(WAIT_VARIABLE, lk.DEFAULT_MAX_WAIT_MS / 1000, 0)
+    seconds = environment.number(WAIT_VARIABLE, lk.DEFAULT_MAX_WAIT_MS / 1000, minimum=0)
     return lk.WaitPolicy(max_wait_ms=int(seconds * 1000))
 
 
 def ttl_ms() -> int:
-    return int(_number(TTL_VARIABLE, lk.DEFAULT_TTL_MS, 3))
+    return int(environment.number(TTL_VARIABLE, lk.DEFAULT_TTL_MS, minimum=3))
 
 
 def _say(text: str) -> None:

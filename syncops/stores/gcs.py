@@ -24,10 +24,9 @@ from google.auth.exceptions import DefaultCredentialsError, RefreshError, Transp
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption as _DataCorruption
 
-from syncops import retry, timeouts
+from syncops import environment, retry, timeouts
 from syncops.errors import (
     AccessDenied,
-    BadInput,
     ConditionUnsupported,
     NotFound,
     PreconditionFailed,
@@ -45,16 +44,7 @@ RETRY_TIMEOUT = 60.0
 
 
 def _retry_timeout_from_environment() -> float:
-    text = os.environ.get("SYNCOPS_GCS_RETRY_TIMEOUT", "").strip()
-    if not text:
-        return RETRY_TIMEOUT
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise BadInput(f"SYNCOPS_GCS_RETRY_TIMEOUT={text!r}: expected a number of seconds above 0")
-    return seconds
+    return environment.number("SYNCOPS_GCS_RETRY_TIMEOUT", RETRY_TIMEOUT, minimum=0, above=True)
 
 
 def decide(exc: Exception) -> retry.Decision:
