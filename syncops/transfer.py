@@ -7,7 +7,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from syncops.progress import Progress
 
@@ -45,6 +45,24 @@ class HashingWriter:
                 os.fdatasync(self._out.fileno())
                 self._unsynced = 0
         return written
+
+    def write_at(self, data: Any, position: int) -> None:
+        """Put ``data`` at file offset ``position`` without hashing or counting it (a part of a ranged
+        download, from the thread that fetched it); :meth:`landed` accounts for it later, in order."""
+        fd = self._out.fileno()
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, position)
+            view = view[written:]
+            position += written
+
+    def landed(self, data: Any) -> None:
+        """Account, in order, for bytes already put in place by :meth:`write_at`: hash and progress.
+        The caller seeks to the end of what landed when it is done."""
+        self._progress.advance(len(data))
+        self._counted += len(data)
+        self._sha.update(data)
+        self._position += len(data)
 
     def tell(self) -> int:
         return self._position

@@ -243,7 +243,9 @@ class GcsStore:
                     continue  # a console's folder object for the prefix itself, not data
                 yield ObjectInfo(key=blob.name[len(prefix) :], size=int(blob.size or 0), last_modified=blob.updated)
 
-    def download(self, key: str, out: BinaryIO, *, checked_by_caller: bool = False) -> Fetched:
+    def download(
+        self, key: str, out: BinaryIO, *, checked_by_caller: bool = False, size_hint: int | None = None
+    ) -> Fetched:
         """Stream one object into ``out``; the library checks the body against the object's crc32c/md5
         and a mismatch is read again (BODY_ATTEMPTS reads), never kept."""
         blob = self._bucket.blob(self.url.full_key(key))

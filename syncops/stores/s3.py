@@ -330,19 +330,22 @@ class S3Store:
             f"{self.credential_source()}; the caller needs {permission} on it"
         )
 
-    def download(self, key: str, out: BinaryIO, *, checked_by_caller: bool = False) -> Fetched:
+    def download(
+        self, key: str, out: BinaryIO, *, checked_by_caller: bool = False, size_hint: int | None = None
+    ) -> Fetched:
         """Stream one object into ``out``, checked against its ETag when that is the body's MD5 (unless the
-        caller checks a sha256 itself: MD5 is a hash pass of its own, as costly as the sha256's)."""
+        caller checks a sha256 itself: MD5 is a hash pass of its own, as costly as the sha256's).
+        A large ``size_hint`` reads the object in parallel ranges (same bytes, in order)."""
         if checked_by_caller:
-            written, etag, _ = self._fetch(key, out)
+            written, etag, _ = self._fetch(key, out, size_hint)
             return Fetched(size=written, token=etag)
-        return self._download(key, out)[0]
+        return self._download(key, out, size_hint)[0]
 
-    def _download(self, key: str, out: BinaryIO) -> tuple[Fetched, datetime | None]:
+    def _download(self, key: str, out: BinaryIO, size_hint: int | None = None) -> tuple[Fetched, datetime | None]:
         start = out.tell()
         for attempt in range(BODY_ATTEMPTS):
             checked = _Md5Writer(out)
-            written, etag, modified = self._fetch(key, checked)  # type: ignore[arg-type]
+            written, etag, modified = self._fetch(key, checked, size_hint)  # type: ignore[arg-type]
             if not self._etag_is_md5 or not _PLAIN_ETAG.fullmatch(etag) or checked.hexdigest() == etag.strip('"'):
                 return Fetched(size=written, token=etag), modified
             if self._encrypted_with_kms(key):
@@ -388,15 +391,20 @@ class S3Store:
         except Exception as exc:
             raise self._translate(exc, "DeleteObject", key) from None
 
-    def _fetch(self, key: str, out: BinaryIO) -> tuple[int, str, datetime | None]:
+    def _fetch(self, key: str, out: BinaryIO, size_hint: int | None = None) -> tuple[int, str, datetime | None]:
         """Stream one object into ``out``; returns the byte count, the ETag and LastModified."""
+        start = out.tell()
         if self._fast_downloads:
             # Object bytes go through the Rust data plane (see stores/s3_data.py); same errors.
             try:
-                return self._downloader.get().fetch(self.url.full_key(key), key, out)
+                downloader = self._downloader.get()
+                if size_hint is not None and downloader.ranged.wanted(size_hint):
+                    return downloader.fetch_ranged(self.url.full_key(key), key, out, size_hint)
+                return downloader.fetch(self.url.full_key(key), key, out)
             except WrongRegion:
                 self._fast_downloads = False  # boto3 follows the redirect, from now on for every object
-        start = out.tell()
+                out.seek(start)
+                out.truncate()
         for attempt in range(BODY_ATTEMPTS):
             response = self._call("GetObject", key, Key=self.url.full_key(key))
             try:
@@ -476,6 +484,9 @@ class S3Store:
         client = self._boto_client.built()
         if client is not None:
             client.close()
+        downloader = self._downloader.built()
+        if downloader is not None:
+            downloader.ranged.close()
 
     # -- server-side copy (seed) ---------------------------------------------------------------
     def can_copy_from(self, source: object) -> bool:
@@ -587,6 +598,11 @@ class _Md5Writer:
         if position == self._start:
             self._md5 = hashlib.md5()
         return position
+
+    def landed(self, data: Any) -> None:
+        """Bytes put in place by ``write_at`` (a ranged download), in order: hashed like written ones."""
+        self._md5.update(data)
+        self._out.landed(data)  # type: ignore[attr-defined]
 
     def hexdigest(self) -> str:
         return self._md5.hexdigest()
