@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -34,6 +35,7 @@ from syncops.errors import (
 )
 from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, PageTokens, UploadBody, spooled
 from syncops.stores.gcs_credentials import configured_credentials
+from syncops.stores.gcs_data import GcsDownloader, data_plane_enabled
 from syncops.stores.settings import StoreSettings
 
 LIST_PAGE_SIZE = 1000
@@ -109,6 +111,9 @@ class GcsStore:
         http.mount("https://", adapter)
         http.mount("http://", adapter)
         self._bucket = self._client.bucket(url.bucket)
+        self._concurrency = concurrency
+        self._lock = threading.Lock()
+        self._data: GcsDownloader | None = None
 
     def _make_client(self) -> storage.Client:
         project = (
@@ -248,6 +253,14 @@ class GcsStore:
     ) -> Fetched:
         """Stream one object into ``out``; the library checks the body against the object's crc32c/md5
         and a mismatch is read again (BODY_ATTEMPTS reads), never kept."""
+        if data_plane_enabled():
+            downloader = self._downloader()
+            name = self.url.full_key(key)
+            if size_hint is not None and downloader.ranged.wanted(size_hint):
+                size, generation = downloader.fetch_ranged(name, key, out, size_hint, check=not checked_by_caller)
+            else:
+                size, generation = downloader.fetch(name, key, out, check=not checked_by_caller)
+            return Fetched(size=size, token=generation)
         blob = self._bucket.blob(self.url.full_key(key))
         start = out.tell()
         for attempt in range(BODY_ATTEMPTS):
@@ -263,6 +276,27 @@ class GcsStore:
                         f"in {BODY_ATTEMPTS} reads"
                     ) from None
         raise AssertionError("unreachable")
+
+    def _downloader(self) -> GcsDownloader:
+        """The media-download data plane (see stores/gcs_data.py), made on first use, on the client's
+        credentials and endpoint."""
+        with self._lock:
+            if self._data is None:
+                base_url = self._emulator or self._client._connection.API_BASE_URL
+                if base_url and "://" not in base_url:
+                    base_url = f"http://{base_url}"
+                self._data = GcsDownloader(
+                    self.url.bucket,
+                    base_url=base_url,
+                    credentials=self._client._credentials,
+                    concurrency=self._concurrency,
+                    where=self.url.object_url,
+                    denied=lambda key: AccessDenied(
+                        f"access denied: download {self.url.object_url(key)}; credentials from {self._source}; "
+                        f"the caller needs {_PERMISSIONS['download']} on it"
+                    ),
+                )
+            return self._data
 
     def head(self, key: str) -> Head:
         blob = self._guard("head", key, lambda: self._bucket.get_blob(self.url.full_key(key), retry=RETRY))
@@ -292,6 +326,8 @@ class GcsStore:
         return str(blob.generation)
 
     def close(self) -> None:
+        if self._data is not None:
+            self._data.close()
         self._client.close()
 
     # -- server-side copy (seed) ---------------------------------------------------------------

@@ -26,7 +26,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -61,6 +61,7 @@ class Part:
     total: int
     token: str
     modified: datetime | None = None
+    hashes: str = ""  # the whole object's checksums as the server states them (GCS ``x-goog-hash``)
 
 
 #: ``get_range(start, end, pin)``: bytes ``[start, end)`` of the object, of version ``pin`` when it is
@@ -140,7 +141,7 @@ class RangedReader:
                 if first is None:
                     if part.total != size:
                         raise SizeChanged(part.total)
-                    first = Part(b"", part.total, part.token, part.modified)
+                    first = replace(part, data=b"")
                     pin = part.token or None
                 elif part.token != first.token or part.total != first.total:
                     raise ObjectChanged(f"part {index + 1} of {count} is of another version")
