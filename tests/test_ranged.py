@@ -2,7 +2,8 @@
 failed part retried alone, and never a file spliced from two versions of an object replaced meanwhile.
 
 The part size is lowered in-process (64 KiB parts from 128 KiB up), so the objects stay small; the
-requests are counted by the loopback proxy in front of the real server.
+requests are counted by the loopback proxy in front of the real server (SeaweedFS for S3, where a
+part is pinned with ``If-Match``; fake-gcs-server for GCS, where it is pinned with ``ifGenerationMatch``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -51,8 +53,19 @@ class Counting:
         pass
 
 
+CLOUD = ("s3", "gcs")
+
+
+def is_get_of(key: str):
+    return lambda method, path: method == "GET" and unquote(path.split("?")[0]).endswith(key)
+
+
 def object_gets(proxy: Proxy, key: str = KEY) -> list[Seen]:
-    return [s for s in proxy.seen if s.method == "GET" and s.path.split("?")[0].endswith(key)]
+    return [s for s in proxy.seen if is_get_of(key)(s.method, s.path)]
+
+
+def pinned(seen: Seen) -> bool:
+    return bool(seen.headers.get("if-match")) or "ifGenerationMatch=" in seen.path
 
 
 def range_start(seen: Seen) -> int:
@@ -64,7 +77,7 @@ def starts_at(offset: int):
 
 
 def hydrate_through(ds: Datastore, proxy: Proxy, monkeypatch: pytest.MonkeyPatch, target: Path, progress=None):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL" if ds.kind == "s3" else "STORAGE_EMULATOR_HOST", proxy.endpoint)
     store = open_store(ds.url)
     try:
         return hydrate(store, target, progress=progress)
@@ -86,15 +99,16 @@ def publish_with_sha256(ds: Datastore, monkeypatch: pytest.MonkeyPatch, source: 
     assert ds.index()["entries"][KEY]["sha256"] == hashlib.sha256(BIG).hexdigest()
 
 
-@pytest.mark.parametrize("indexed", [True, False], ids=["sha256-in-index", "etag-md5-only"])
+@pytest.mark.parametrize("backend", CLOUD)
+@pytest.mark.parametrize("indexed", [True, False], ids=["sha256-in-index", "store-checksum-only"])
 def test_a_large_object_arrives_exact_in_one_ranged_get_per_part(
-    make_datastore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, indexed: bool
+    make_datastore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, indexed: bool, backend: str
 ):
-    ds = make_datastore("s3")
+    ds = make_datastore(backend)
     if indexed:
         publish_with_sha256(ds, monkeypatch, tmp_path / "source")
     else:
-        ds.seed({KEY: BIG})  # discovery indexes it without a sha256: the ETag's MD5 is checked instead
+        ds.seed({KEY: BIG})  # discovery indexes it without a sha256: S3's ETag MD5 or GCS's crc32c is checked
     progress = Counting()
     with Proxy(ds.endpoint) as proxy:
         report = hydrate_through(ds, proxy, monkeypatch, tmp_path / "out", progress)
@@ -107,20 +121,21 @@ def test_a_large_object_arrives_exact_in_one_ranged_get_per_part(
     # Exactly one request per part, no probe: the first part's answer gives the size and the ETag.
     assert len(gets) == PARTS and all(s.status == 206 for s in gets)
     assert sorted(range_start(s) for s in gets) == [i * PART for i in range(PARTS)]
-    # Parts asked for after the first answer is in are pinned to its ETag.
+    # Parts asked for after the first answer is in are pinned to its version (ETag or generation).
     later = [s for s in gets if range_start(s) >= PARTS_PER_OBJECT * PART]
-    assert later and all(s.headers.get("if-match") for s in later)
+    assert later and all(pinned(s) for s in later)
 
 
-def test_a_part_that_fails_once_is_retried_alone(make_datastore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    ds = make_datastore("s3")
+@pytest.mark.parametrize("backend", CLOUD)
+def test_a_part_that_fails_once_is_retried_alone(
+    make_datastore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+):
+    ds = make_datastore(backend)
     publish_with_sha256(ds, monkeypatch, tmp_path / "source")
     progress = Counting()
     with Proxy(ds.endpoint) as proxy:
-        proxy.add_fault(Fault(lambda m, p: m == "GET" and p.endswith(KEY), status=503, headers=starts_at(5 * PART)))
-        proxy.add_fault(
-            Fault(lambda m, p: m == "GET" and p.endswith(KEY), status=FORWARD, cut=1000, headers=starts_at(9 * PART))
-        )
+        proxy.add_fault(Fault(is_get_of(KEY), status=503, headers=starts_at(5 * PART)))
+        proxy.add_fault(Fault(is_get_of(KEY), status=FORWARD, cut=1000, headers=starts_at(9 * PART)))
         report = hydrate_through(ds, proxy, monkeypatch, tmp_path / "out", progress)
         gets = object_gets(proxy)
     assert report.exit_code == 0, report.problems
@@ -131,11 +146,12 @@ def test_a_part_that_fails_once_is_retried_alone(make_datastore, tmp_path: Path,
     assert [range_start(s) for s in gets].count(9 * PART) == 2
 
 
+@pytest.mark.parametrize("backend", CLOUD)
 @pytest.mark.parametrize("replacement", ["same-size", "smaller"])
 def test_an_object_replaced_mid_download_never_yields_a_mixed_file(
-    make_datastore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replacement: str
+    make_datastore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replacement: str, backend: str
 ):
-    ds = make_datastore("s3")
+    ds = make_datastore(backend)
     ds.seed({KEY: BIG})
     newer = os.urandom(len(BIG)) if replacement == "same-size" else os.urandom(6 * PART)
     progress = Counting()
@@ -144,7 +160,7 @@ def test_an_object_replaced_mid_download_never_yields_a_mixed_file(
         # another writer replaces the object.
         proxy.add_fault(
             Fault(
-                lambda m, p: m == "GET" and p.endswith(KEY),
+                is_get_of(KEY),
                 status=FORWARD,
                 headers=starts_at(8 * PART),
                 before=lambda: ds.raw.put(ds.full(KEY), newer),
@@ -161,16 +177,17 @@ def test_an_object_replaced_mid_download_never_yields_a_mixed_file(
     assert not list((tmp_path / "out" / "data").glob("*.syncops-partial"))
 
 
+@pytest.mark.parametrize("backend", CLOUD)
 def test_a_replaced_object_that_fails_its_sha256_is_not_written(
-    make_datastore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_datastore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ):
-    ds = make_datastore("s3")
+    ds = make_datastore(backend)
     publish_with_sha256(ds, monkeypatch, tmp_path / "source")
     newer = os.urandom(len(BIG))
     with Proxy(ds.endpoint) as proxy:
         proxy.add_fault(
             Fault(
-                lambda m, p: m == "GET" and p.endswith(KEY),
+                is_get_of(KEY),
                 status=FORWARD,
                 headers=starts_at(3 * PART),
                 before=lambda: ds.raw.put(ds.full(KEY), newer),
@@ -184,10 +201,11 @@ def test_a_replaced_object_that_fails_its_sha256_is_not_written(
     assert not list((tmp_path / "out" / "data").glob("*.syncops-partial"))
 
 
+@pytest.mark.parametrize("backend", CLOUD)
 def test_objects_below_the_threshold_take_one_plain_get(
-    make_datastore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_datastore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ):
-    ds = make_datastore("s3")
+    ds = make_datastore(backend)
     small = os.urandom(2 * PART - 1)
     ds.seed({"data/small.bin": small})
     with Proxy(ds.endpoint) as proxy:
