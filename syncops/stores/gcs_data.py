@@ -69,14 +69,18 @@ class GcsDownloader:
     def _request(self, url: str, key: str, headers: dict[str, str] | None = None) -> Any:
         """One GET whose status is 2xx (body not read), transient failures retried; our errors otherwise."""
         import urllib3
+        from google.auth import exceptions as auth_errors
 
         failures = 0
         while True:
             wait = min(5.0, 0.1 * 2**failures)
             try:
                 response = self._http.request("GET", url, headers=headers, preload_content=False)
-            except urllib3.exceptions.HTTPError as exc:
+            except (urllib3.exceptions.HTTPError, auth_errors.TransportError) as exc:
                 error: Exception = Unavailable(f"download {self._where(key)}: {exc} (after {ATTEMPTS} attempts)")
+            except auth_errors.GoogleAuthError:
+                # A 401 the credentials could not be refreshed for (anonymous ones never can).
+                raise self._denied(key) from None
             else:
                 status = response.status
                 if status < 300:
@@ -110,7 +114,9 @@ class GcsDownloader:
         for attempt in range(BODY_ATTEMPTS):
             response = self._request(self._url(name), key)
             generation = response.headers.get("x-goog-generation", "")
-            checksum = _Checksum(response.headers.get("x-goog-hash", "")) if check else None
+            # A gzip-stored object is served decompressed: its x-goog-hash is of the stored bytes.
+            transcoded = response.headers.get("x-goog-stored-content-encoding", "identity") != "identity"
+            checksum = _Checksum(response.headers.get("x-goog-hash", "")) if check and not transcoded else None
             written = 0
             try:
                 for chunk in response.stream(CHUNK):
