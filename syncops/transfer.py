@@ -63,6 +63,11 @@ class HashingWriter:
         self._counted += len(data)
         self._sha.update(data)
         self._position += len(data)
+        if self._sync_every is not None:
+            self._unsynced += len(data)
+            if self._unsynced >= self._sync_every:
+                os.fdatasync(self._out.fileno())
+                self._unsynced = 0
 
     def tell(self) -> int:
         return self._position
