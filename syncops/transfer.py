@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO, TypeVar
@@ -31,6 +32,7 @@ class HashingWriter:
         self._sha = hashlib.sha256()
         self._counted = 0
         self._unsynced = 0
+        self._sync_lock = threading.Lock()
 
     def write(self, chunk: bytes) -> int:
         self._progress.advance(len(chunk))
@@ -55,6 +57,15 @@ class HashingWriter:
             written = os.pwrite(fd, view, position)
             view = view[written:]
             position += written
+        if self._sync_every is not None:
+            # The data sync is made here, in a fetching thread, not in the one thread that hashes.
+            with self._sync_lock:
+                self._unsynced += len(data)
+                due = self._unsynced >= self._sync_every
+                if due:
+                    self._unsynced = 0
+            if due:
+                os.fdatasync(fd)
 
     def landed(self, data: Any) -> None:
         """Account, in order, for bytes already put in place by :meth:`write_at`: hash and progress.
@@ -63,11 +74,6 @@ class HashingWriter:
         self._counted += len(data)
         self._sha.update(data)
         self._position += len(data)
-        if self._sync_every is not None:
-            self._unsynced += len(data)
-            if self._unsynced >= self._sync_every:
-                os.fdatasync(self._out.fileno())
-                self._unsynced = 0
 
     def tell(self) -> int:
         return self._position
