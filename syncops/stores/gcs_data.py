@@ -161,6 +161,12 @@ class GcsDownloader:
 
         for attempt in range(ATTEMPTS):
             response = self._request(self._url(name, pin), key, {"Range": f"bytes={start}-{end - 1}"})
+            if response.status != 206:
+                # The whole object instead of a range (a server without ranges, a transcoded object):
+                # never read it into memory once per part; it is read again whole, streamed.
+                response.close()
+                response.release_conn()
+                raise ObjectChanged(f"{key}: the server ignored the Range header")
             try:
                 data = response.read()
             except urllib3.exceptions.HTTPError as exc:
@@ -170,7 +176,7 @@ class GcsDownloader:
                 continue
             finally:
                 response.release_conn()
-            total = _total_size(response.headers.get("Content-Range", ""), response.status, len(data))
+            total = _total_size(response.headers.get("Content-Range", ""))
             generation = response.headers.get("x-goog-generation", "")
             return Part(data, total, generation, None, response.headers.get("x-goog-hash", ""))
         raise AssertionError("unreachable")
@@ -180,10 +186,8 @@ class GcsDownloader:
         self._http.http.clear()
 
 
-def _total_size(content_range: str, status: int, length: int) -> int:
-    """The whole object's size from ``Content-Range: bytes a-b/N`` (a 200 is the whole object)."""
-    if status == 200:
-        return length
+def _total_size(content_range: str) -> int:
+    """The whole object's size from ``Content-Range: bytes a-b/N`` (-1 when it does not say)."""
     total = content_range.rpartition("/")[2]
     return int(total) if total.isdigit() else -1
 

@@ -29,6 +29,7 @@ CREDENTIAL_TTL = timedelta(minutes=15)
 
 _STATUS = re.compile(r"status code: (\d{3})")
 _STATUS_416 = "status code: 416"
+_NOT_PARTIAL = "non-partial response when range requested"  # object_store's answer to a 200 for a range
 _WRONG_REGION_CODES = ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException")
 
 
@@ -263,8 +264,11 @@ class ObstoreDownloader:
             except PreconditionError:
                 raise ObjectChanged(f"{key}: the ETag changed between parts") from None
             except Exception as exc:
-                if _STATUS_416 in str(exc):
+                text = str(exc)
+                if _STATUS_416 in text:
                     raise ObjectChanged(f"{key}: a range is past the object's end now") from None
+                if _NOT_PARTIAL in text:
+                    raise ObjectChanged(f"{key}: the server ignored the Range header") from None  # read whole
                 error, transient = self._translate(exc, key)
                 failures += 1
                 if not transient or failures >= self._attempts:
