@@ -85,7 +85,12 @@ def _fetch(store: ObjectStore, target: Path, entry: idx.Entry, progress: Progres
         def fill(out: BinaryIO) -> tuple[int, str, str]:
             nonlocal writer
             writer = HashingWriter(out, progress, sync_every=SYNC_EVERY)
-            got = store.download(entry.key, writer, checked_by_caller=expected is not None)  # type: ignore[arg-type]
+            got = store.download(
+                entry.key,
+                writer,  # type: ignore[arg-type]
+                checked_by_caller=expected is not None,
+                size_hint=entry.size,
+            )
             digest = writer.hexdigest()
             if expected is not None and digest != expected:
                 raise ContentMismatch

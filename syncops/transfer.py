@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from syncops.progress import Progress
 
@@ -31,6 +32,7 @@ class HashingWriter:
         self._sha = hashlib.sha256()
         self._counted = 0
         self._unsynced = 0
+        self._sync_lock = threading.Lock()
 
     def write(self, chunk: bytes) -> int:
         self._progress.advance(len(chunk))
@@ -45,6 +47,33 @@ class HashingWriter:
                 os.fdatasync(self._out.fileno())
                 self._unsynced = 0
         return written
+
+    def write_at(self, data: Any, position: int) -> None:
+        """Put ``data`` at file offset ``position`` without hashing or counting it (a part of a ranged
+        download, from the thread that fetched it); :meth:`landed` accounts for it later, in order."""
+        fd = self._out.fileno()
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, position)
+            view = view[written:]
+            position += written
+        if self._sync_every is not None:
+            # The data sync is made here, in a fetching thread, not in the one thread that hashes.
+            with self._sync_lock:
+                self._unsynced += len(data)
+                due = self._unsynced >= self._sync_every
+                if due:
+                    self._unsynced = 0
+            if due:
+                os.fdatasync(fd)
+
+    def landed(self, data: Any) -> None:
+        """Account, in order, for bytes already put in place by :meth:`write_at`: hash and progress.
+        The caller seeks to the end of what landed when it is done."""
+        self._progress.advance(len(data))
+        self._counted += len(data)
+        self._sha.update(data)
+        self._position += len(data)
 
     def tell(self) -> int:
         return self._position

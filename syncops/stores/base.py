@@ -235,13 +235,17 @@ class ObjectStore(Protocol):
         """Every object under the prefix, streamed page by page (never a whole listing in memory)."""
         ...
 
-    def download(self, key: str, out: BinaryIO, *, checked_by_caller: bool = False) -> Fetched:
+    def download(
+        self, key: str, out: BinaryIO, *, checked_by_caller: bool = False, size_hint: int | None = None
+    ) -> Fetched:
         """Stream one object into ``out``; :class:`NotFound` when gone.
 
         Where the store gives a checksum of the body (GCS crc32c/md5, an S3 single-part ETag), the
         bytes are checked against it while they stream; a mismatch is retried as a broken body.
         ``checked_by_caller``: the caller checks the bytes against a sha256 of its own, so a checksum
         that costs a hash pass of its own (the S3 ETag's MD5) may be skipped.
+        ``size_hint``: the size the caller expects (its index's); a large object may then be read in
+        parallel ranges of one pinned version. ``out`` still receives the bytes in order, once.
         """
         ...
 

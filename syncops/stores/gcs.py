@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -35,6 +36,7 @@ from syncops.errors import (
 )
 from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, PageTokens, UploadBody, spooled
 from syncops.stores.gcs_credentials import configured_credentials
+from syncops.stores.gcs_data import GcsDownloader, data_plane_enabled
 from syncops.stores.settings import StoreSettings
 
 LIST_PAGE_SIZE = 1000
@@ -136,6 +138,9 @@ class GcsStore:
         http.mount("https://", adapter)
         http.mount("http://", adapter)
         self._bucket = self._client.bucket(url.bucket)
+        self._concurrency = concurrency
+        self._lock = threading.Lock()
+        self._data: GcsDownloader | None = None
 
     def _make_client(self) -> storage.Client:
         project = (
@@ -285,12 +290,23 @@ class GcsStore:
             if token is None:
                 return
 
-    def download(self, key: str, out: BinaryIO, *, checked_by_caller: bool = False) -> Fetched:
-        """Stream one object into ``out``; the library checks the body against the object's crc32c/md5.
-
-        A failed request and a body that broke off or failed its checksum are retried whole, from byte
-        0 of ``out`` (its writer takes back the progress it reported), each on its budget
+    def download(
+        self, key: str, out: BinaryIO, *, checked_by_caller: bool = False, size_hint: int | None = None
+    ) -> Fetched:
+        """Stream one object into ``out``, checked against the object's crc32c/md5 (or by the caller's
+        sha256). Through the media-download data plane (stores/gcs_data.py; parallel ranges for a large
+        ``size_hint``), or, with ``SYNCOPS_GCS_DATA_PLANE=library``, through the library: there a failed
+        request and a body that broke off or failed its checksum are retried whole, from byte 0 of
+        ``out`` (its writer takes back the progress it reported), each on its budget
         (:class:`syncops.retry.Transfer`); a bad body is never kept."""
+        if data_plane_enabled():
+            downloader = self._downloader()
+            name = self.url.full_key(key)
+            if size_hint is not None and downloader.ranged.wanted(size_hint):
+                size, generation = downloader.fetch_ranged(name, key, out, size_hint, check=not checked_by_caller)
+            else:
+                size, generation = downloader.fetch(name, key, out, check=not checked_by_caller)
+            return Fetched(size=size, token=generation)
         blob = self._bucket.blob(self.url.full_key(key))
         start = out.tell()
         transfer = retry.Transfer(self._policy, f"download {self.url.object_url(key)}")
@@ -311,6 +327,28 @@ class GcsStore:
                 raise error from None
             out.seek(start)
             out.truncate()
+
+    def _downloader(self) -> GcsDownloader:
+        """The media-download data plane (see stores/gcs_data.py), made on first use, on the client's
+        credentials and endpoint."""
+        with self._lock:
+            if self._data is None:
+                base_url = self._emulator or self._client._connection.API_BASE_URL
+                if base_url and "://" not in base_url:
+                    base_url = f"http://{base_url}"
+                self._data = GcsDownloader(
+                    self.url.bucket,
+                    base_url=base_url,
+                    credentials=self._client._credentials,
+                    concurrency=self._concurrency,
+                    policy=self._policy,
+                    where=self.url.object_url,
+                    denied=lambda key: AccessDenied(
+                        f"access denied: download {self.url.object_url(key)}; credentials from {self._source}; "
+                        f"the caller needs {_PERMISSIONS['download']} on it"
+                    ),
+                )
+            return self._data
 
     def head(self, key: str) -> Head:
         blob = self._guard("head", key, lambda: self._bucket.get_blob(self.url.full_key(key), retry=None))
@@ -342,6 +380,8 @@ class GcsStore:
         return str(blob.generation)
 
     def close(self) -> None:
+        if self._data is not None:
+            self._data.close()
         self._client.close()
 
     # -- server-side copy (seed) ---------------------------------------------------------------

@@ -157,7 +157,9 @@ class LocalStore:
         except OSError as exc:
             raise self._translate(exc, "list", "") from None
 
-    def download(self, key: str, out: BinaryIO, *, checked_by_caller: bool = False) -> Fetched:
+    def download(
+        self, key: str, out: BinaryIO, *, checked_by_caller: bool = False, size_hint: int | None = None
+    ) -> Fetched:
         _, size, token, _ = self._read(key, out)
         return Fetched(size=size, token=token)
 

@@ -436,15 +436,18 @@ class S3Store:
             f"{self.credential_source()}; the caller needs {permission} on it"
         )
 
-    def download(self, key: str, out: BinaryIO, *, checked_by_caller: bool = False) -> Fetched:
+    def download(
+        self, key: str, out: BinaryIO, *, checked_by_caller: bool = False, size_hint: int | None = None
+    ) -> Fetched:
         """Stream one object into ``out``, checked against its ETag when that is the body's MD5 (unless the
-        caller checks a sha256 itself: MD5 is a hash pass of its own, as costly as the sha256's)."""
+        caller checks a sha256 itself: MD5 is a hash pass of its own, as costly as the sha256's).
+        A large ``size_hint`` reads the object in parallel ranges (same bytes, in order)."""
         if checked_by_caller:
-            written, etag, _ = self._fetch(key, out)
+            written, etag, _ = self._fetch(key, out, size_hint=size_hint)
             return Fetched(size=written, token=etag)
-        return self._download(key, out)[0]
+        return self._download(key, out, size_hint)[0]
 
-    def _download(self, key: str, out: BinaryIO) -> tuple[Fetched, datetime | None]:
+    def _download(self, key: str, out: BinaryIO, size_hint: int | None = None) -> tuple[Fetched, datetime | None]:
         """:meth:`_fetch` with the body checked against the ETag when that is its MD5; a mismatch is a
         broken body, read again on the same budget as one cut off mid-stream."""
         checked = _Md5Writer(out)
@@ -458,7 +461,7 @@ class S3Store:
                 return True
             return False
 
-        written, etag, modified = self._fetch(key, checked, check=matches)  # type: ignore[arg-type]
+        written, etag, modified = self._fetch(key, checked, check=matches, size_hint=size_hint)  # type: ignore[arg-type]
         return Fetched(size=written, token=etag), modified
 
     def _encrypted_with_kms(self, key: str) -> bool:
@@ -493,21 +496,31 @@ class S3Store:
             raise self._translate(exc, "DeleteObject", key) from None
 
     def _fetch(
-        self, key: str, out: BinaryIO, *, check: Callable[[str], bool] | None = None
+        self, key: str, out: BinaryIO, *, check: Callable[[str], bool] | None = None, size_hint: int | None = None
     ) -> tuple[int, str, datetime | None]:
         """Stream one object into ``out``; returns the byte count, the ETag and LastModified.
 
         One :class:`syncops.retry.Transfer` covers the whole GET: a failed request (no answer, a 503,
         an error body that broke off) and a body that broke off or failed ``check`` (given the ETag)
         are each retried on their budget, always from byte 0 of ``out`` (its writer takes back the
-        progress it reported)."""
+        progress it reported). A large ``size_hint`` reads the object in parallel ranges first."""
+        start = out.tell()
         if self._fast_downloads:
             # Object bytes go through the Rust data plane (see stores/s3_data.py); same errors.
             try:
-                return self._downloader.get().fetch(self.url.full_key(key), key, out, check=check)
+                downloader = self._downloader.get()
+                full_key = self.url.full_key(key)
+                if size_hint is not None and downloader.ranged.wanted(size_hint):
+                    written, etag, modified = downloader.fetch_ranged(full_key, key, out, size_hint)
+                    if check is None or check(etag):
+                        return written, etag, modified
+                    out.seek(start)  # the parts' bytes failed the ETag: read again whole, checked
+                    out.truncate()
+                return downloader.fetch(full_key, key, out, check=check)
             except WrongRegion:
                 self._fast_downloads = False  # boto3 follows the redirect, from now on for every object
-        start = out.tell()
+                out.seek(start)
+                out.truncate()
         transfer = retry.Transfer(self._policy, f"GetObject {self.url.object_url(key)}")
         while True:
             in_body = False
@@ -625,6 +638,9 @@ class S3Store:
         client = self._boto_client.built()
         if client is not None:
             client.close()
+        downloader = self._downloader.built()
+        if downloader is not None:
+            downloader.ranged.close()
 
     # -- server-side copy (seed) ---------------------------------------------------------------
     def can_copy_from(self, source: object) -> bool:
@@ -759,6 +775,11 @@ class _Md5Writer:
         if position == self._start:
             self._md5 = hashlib.md5()
         return position
+
+    def landed(self, data: Any) -> None:
+        """Bytes put in place by ``write_at`` (a ranged download), in order: hashed like written ones."""
+        self._md5.update(data)
+        self._out.landed(data)  # type: ignore[attr-defined]
 
     def hexdigest(self) -> str:
         return self._md5.hexdigest()

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Generic, TypeVar
 
 from syncops import retry, timeouts
 from syncops.errors import AccessDenied, ConditionUnsupported, NotFound, PreconditionFailed, StoreError, Unavailable
+from syncops.stores.ranged import ObjectChanged, Part, RangedReader
 
 #: Objects up to this size are read in one call; larger ones are streamed in chunks of this size.
 WHOLE_READ_LIMIT = 1 << 20
@@ -26,6 +27,8 @@ WHOLE_READ_LIMIT = 1 << 20
 CREDENTIAL_TTL = timedelta(minutes=15)
 
 _STATUS = re.compile(r"status code: (\d{3})")
+_STATUS_416 = "status code: 416"
+_NOT_PARTIAL = "non-partial response when range requested"  # object_store's answer to a 200 for a range
 _WRONG_REGION_CODES = ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException")
 
 
@@ -205,6 +208,7 @@ class ObstoreDownloader:
             )
         except (ValueError, TypeError) as exc:
             raise StoreError(f"cannot set up S3 downloads for bucket {bucket!r}: {exc}") from None
+        self.ranged = RangedReader(name="syncops-s3-part")
 
     @property
     def client(self) -> Any:
@@ -262,6 +266,53 @@ class ObstoreDownloader:
                 raise error from None
             out.seek(start)
             out.truncate()
+
+    def fetch_ranged(self, path: str, key: str, out: BinaryIO, size: int) -> tuple[int, str, datetime | None]:
+        """Like :meth:`fetch`, for an object expected to be ``size`` bytes: in parallel ranged GETs
+        (see :mod:`syncops.stores.ranged`), one request per part and no probe (the first part's answer
+        gives the ETag that pins the rest). An object replaced meanwhile, or not ``size`` bytes after
+        all, is read again with :meth:`fetch` from byte 0: one whole GET, one version by construction.
+        """
+        start = out.tell()
+        try:
+            first = self.ranged.read(lambda lo, hi, pin: self._get_part(path, key, lo, hi, pin), size, out)
+        except ObjectChanged:
+            out.seek(start)
+            out.truncate()
+            return self.fetch(path, key, out)
+        return size, first.token, first.modified
+
+    def _get_part(self, path: str, key: str, start: int, end: int, pin: str | None) -> Part:
+        """Bytes ``[start, end)`` of ``path`` (of ETag ``pin``), a transient failure retried within the budget."""
+        import obstore
+        from obstore.exceptions import PreconditionError
+
+        options: dict[str, Any] = {"range": (start, end)}
+        if pin is not None:
+            options["if_match"] = pin
+
+        def get() -> Part:
+            try:
+                result = obstore.get(self._store, path, options=options)  # type: ignore[arg-type]
+                data = result.bytes()
+            except PreconditionError:
+                raise ObjectChanged(f"{key}: the ETag changed between parts") from None
+            except Exception as exc:
+                text = str(exc)
+                if _STATUS_416 in text:
+                    raise ObjectChanged(f"{key}: a range is past the object's end now") from None
+                if _NOT_PARTIAL in text:
+                    raise ObjectChanged(f"{key}: the server ignored the Range header") from None  # read whole
+                raise
+            meta = result.meta
+            return Part(data, int(meta["size"]), str(meta.get("e_tag") or ""), meta.get("last_modified"))
+
+        try:
+            return self._policy.call(
+                get, lambda exc: self._translate(exc, key)[1], what=f"GetObject {self._where(key)} [{start}, {end})"
+            )
+        except Exception as exc:
+            raise self._translate(exc, key)[0] from None  # an ObjectChanged comes back as it is
 
 
 class _LocalWriteError(Exception):
