@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check syncops tests bench __main__.py
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -m "not slow" -n 2
+	$(BIN)/python -m pytest -q -m "not slow" -n 4
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench,test]'
