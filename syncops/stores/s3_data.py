@@ -240,6 +240,7 @@ class ObstoreDownloader:
                 result = obstore.get(self._store, path)
                 in_body = True
                 etag = str(result.meta.get("e_tag") or "")
+                announce_version(out, etag)
                 modified = result.meta.get("last_modified")
                 if result.meta["size"] <= WHOLE_READ_LIMIT:
                     written = _write(out, result.bytes())
@@ -274,8 +275,15 @@ class ObstoreDownloader:
         all, is read again with :meth:`fetch` from byte 0: one whole GET, one version by construction.
         """
         start = out.tell()
+
+        def get_range(lo: int, hi: int, pin: str | None) -> Part:
+            part = self._get_part(path, key, lo, hi, pin)
+            if lo == 0:  # the first part is fetched, and returned, before any byte is handed to ``out``
+                announce_version(out, part.token)
+            return part
+
         try:
-            first = self.ranged.read(lambda lo, hi, pin: self._get_part(path, key, lo, hi, pin), size, out)
+            first = self.ranged.read(get_range, size, out)
         except ObjectChanged:
             out.seek(start)
             out.truncate()
@@ -313,6 +321,14 @@ class ObstoreDownloader:
             )
         except Exception as exc:
             raise self._translate(exc, key)[0] from None  # an ObjectChanged comes back as it is
+
+
+def announce_version(out: BinaryIO, token: str) -> None:
+    """Tell a writer that asks for it (``expect_version``) the version token (S3 ETag) of the bytes about
+    to arrive, before the first of them: an ETag that is no MD5 of the body spares it an MD5 pass."""
+    expect = getattr(out, "expect_version", None)
+    if expect is not None:
+        expect(token)
 
 
 class _LocalWriteError(Exception):
