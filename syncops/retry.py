@@ -43,6 +43,8 @@ T = TypeVar("T")
 #: Attempts per request, first try included. ``SYNCOPS_MAX_ATTEMPTS`` changes it for every backend;
 #: on S3 the AWS SDKs' own ``AWS_MAX_ATTEMPTS`` does too (``SYNCOPS_MAX_ATTEMPTS`` wins when both are set).
 MAX_ATTEMPTS = 6
+#: The most attempts a setting may ask for: beyond it a persistent failure would be retried for days.
+MOST_ATTEMPTS = 100
 #: Whole re-reads of a body that broke off or failed its checksum, per object transfer (a budget of
 #: its own: a request that was answered is not spent again by a body that broke off later).
 BODY_ATTEMPTS = 4
@@ -201,7 +203,7 @@ def attempts_from_environment(*, aws: bool = False) -> int:
     names = ("SYNCOPS_MAX_ATTEMPTS", "AWS_MAX_ATTEMPTS") if aws else ("SYNCOPS_MAX_ATTEMPTS",)
     for name in names:
         if os.environ.get(name, "").strip():
-            return int(environment.number(name, MAX_ATTEMPTS, minimum=1, whole=True))
+            return int(environment.number(name, MAX_ATTEMPTS, minimum=1, whole=True, maximum=MOST_ATTEMPTS))
     return MAX_ATTEMPTS
 
 

@@ -179,3 +179,13 @@ def test_bad_timeout_settings_are_bad_input(silent: SilentServer, args, env, nee
     result = run_cli("discover", "s3://some-bucket", *args, *(["--json"] if as_json else []), env=full_env)
     assert_one_line_error(result, 2, needle, as_json=as_json)
     assert silent.connections == 0
+
+
+@pytest.mark.parametrize("value", ["0", "1e3", "99999999999999999999", "101"])
+def test_an_attempt_count_out_of_range_is_bad_input(silent: SilentServer, value: str):
+    """An attempt count that is not a whole number from 1 to 100 is refused before any request (a huge
+    one would retry a dead server for days)."""
+    env = {**clean_environment(), **FAKE_AWS, "AWS_ENDPOINT_URL": silent.endpoint, "SYNCOPS_MAX_ATTEMPTS": value}
+    result = run_cli("discover", "s3://some-bucket", "--json", env=env)
+    assert_one_line_error(result, 2, f"SYNCOPS_MAX_ATTEMPTS={value!r}", as_json=True)
+    assert silent.connections == 0
