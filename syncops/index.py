@@ -36,6 +36,7 @@ MAX_SIZE = 2**63 - 1
 
 #: Entry fields in the order they are written; anything else follows, sorted.
 _KNOWN_ENTRY_FIELDS = ("key", "size", "lastModified", "localMtime", "sha256", "remoteVersion")
+_KNOWN_ENTRY_SET = frozenset(_KNOWN_ENTRY_FIELDS)
 #: What a ``sha256`` field must look like to be used as a content identity.
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -66,6 +67,16 @@ def timestamp_from_millis(millis: int) -> str:
 def millis_of(text: str) -> int:
     """Milliseconds since the epoch of an index timestamp, exactly; ValueError when it does not parse."""
     return (parse_timestamp(text) - _EPOCH) // timedelta(milliseconds=1)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _local_millis(text: str) -> int | None:
+    """``millis_of`` for a base's ``localMtime``, None when unreadable; cached, because the planner
+    asks several times per key and parsing dominates an up-to-date run."""
+    try:
+        return millis_of(text)
+    except (ValueError, OverflowError):
+        return None
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -123,12 +134,7 @@ class Entry:
     @property
     def local_millis(self) -> int | None:
         """``localMtime`` in whole milliseconds, or None when absent or unreadable."""
-        if self.local_mtime is None:
-            return None
-        try:
-            return millis_of(self.local_mtime)
-        except (ValueError, OverflowError):
-            return None
+        return None if self.local_mtime is None else _local_millis(self.local_mtime)
 
 
 @dataclass
@@ -142,19 +148,27 @@ class Index:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def suspicious_entries(self) -> Iterator[tuple[str, KeyKind]]:
-        """Entries a crafted or buggy index holds that are not data: internal files, unsafe keys."""
-        for key, entry in self.entries.items():
-            kind = classify(key, entry.size)
-            if kind is not KeyKind.DATA:
-                yield key, kind
-
-    def data_entries(self) -> Iterator[Entry]:
-        """Entries that are safe to hydrate: data keys only, in key order."""
+    def split(self) -> tuple[list[Entry], list[tuple[str, KeyKind]]]:
+        """The entries safe to hydrate (data keys only, in key order) and the ones a crafted or buggy
+        index holds that are not data (internal files, unsafe keys), in one pass over the keys."""
+        data: list[Entry] = []
+        suspicious: list[tuple[str, KeyKind]] = []
         for key in sorted(self.entries):
             entry = self.entries[key]
-            if classify(key, entry.size) is KeyKind.DATA:
-                yield entry
+            kind = classify(key, entry.size)
+            if kind is KeyKind.DATA:
+                data.append(entry)
+            else:
+                suspicious.append((key, kind))
+        return data, suspicious
+
+    def suspicious_entries(self) -> list[tuple[str, KeyKind]]:
+        """Entries a crafted or buggy index holds that are not data: internal files, unsafe keys."""
+        return self.split()[1]
+
+    def data_entries(self) -> list[Entry]:
+        """Entries that are safe to hydrate: data keys only, in key order."""
+        return self.split()[0]
 
 
 def _shown(value: Any) -> str:
@@ -216,27 +230,30 @@ def _entry_from_json(name: str, raw: Any, where: str) -> Entry:
         raise CorruptIndex(f"{where}: entry {escape_key(name)} has no lastModified timestamp")
     _check_timestamp(last_modified, name, where)
     # Optional fields of another type than ours are kept verbatim (as unknown fields), never dropped.
-    typed = {
-        "localMtime": raw.get("localMtime"),
-        "sha256": raw.get("sha256"),
-        "remoteVersion": raw.get("remoteVersion"),
-    }
-    extra = {k: v for k, v in raw.items() if k not in _KNOWN_ENTRY_FIELDS}
+    extra = {k: v for k, v in raw.items() if k not in _KNOWN_ENTRY_SET} if len(raw) > 3 + _optional(raw) else {}
     if extra and _depth(extra) + 2 > MAX_DEPTH:
         raise CorruptIndex(f"{where}: entry {escape_key(name)} nests deeper than {MAX_DEPTH} levels")
-    for field_name, value in typed.items():
-        if value is not None and not isinstance(value, str):
-            extra[field_name] = value
-    text = {field_name: value if isinstance(value, str) else None for field_name, value in typed.items()}
+    local_mtime, sha256, version = raw.get("localMtime"), raw.get("sha256"), raw.get("remoteVersion")
+    if local_mtime is not None and not isinstance(local_mtime, str):
+        extra["localMtime"], local_mtime = local_mtime, None
+    if sha256 is not None and not isinstance(sha256, str):
+        extra["sha256"], sha256 = sha256, None
+    if version is not None and not isinstance(version, str):
+        extra["remoteVersion"], version = version, None
     return Entry(
         key=name,
         size=size,
         last_modified=last_modified,
-        local_mtime=text["localMtime"],
-        sha256=text["sha256"],
+        local_mtime=local_mtime,
+        sha256=sha256,
         extra=extra,
-        version=text["remoteVersion"],
+        version=version,
     )
+
+
+def _optional(raw: dict[str, Any]) -> int:
+    """How many of the optional known fields an entry object names (its unknown fields are the rest)."""
+    return ("localMtime" in raw) + ("sha256" in raw) + ("remoteVersion" in raw)
 
 
 #: ``\uD800``-``\uDFFF`` escapes: only these can put lone surrogates (not Unicode, not writable as

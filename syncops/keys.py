@@ -28,6 +28,9 @@ ANY_DEPTH_INTERNAL_PREFIX = "_catalog.db-"
 #: C0 controls, DEL and the C1 controls (U+0080-U+009F: NEL, and CSI, which terminals act on).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: The common case in one C-level match: segments of letters, digits and ``_-+=,@~`` (dots too, but
+#: never first, so no segment is ``.`` or ``..``), none empty. Anything else takes the full checks.
+_PLAIN_KEY = re.compile(r"[\w\-+=,@~][\w.\-+=,@~]*(?:/[\w\-+=,@~][\w.\-+=,@~]*)*", re.ASCII)
 
 
 T = TypeVar("T")
@@ -57,6 +60,8 @@ def unsafe_reason(key: str) -> str | None:
     filesystem (absolute paths, ``..``/``.`` segments, backslashes, NUL and control characters,
     empty segments) is refused before any path is built.
     """
+    if _PLAIN_KEY.fullmatch(key):
+        return None
     if key == "":
         return "empty key"
     if key.startswith("/"):

@@ -422,9 +422,10 @@ def seed(
     # The source first, read-only: a denied or corrupt source fails before the destination is touched.
     found_source = discover(source, publish=False)
     warnings = [f"source: {w}" for w in found_source.warnings]
-    for key, kind in found_source.index.suspicious_entries():
+    data, suspicious = found_source.index.split()
+    for key, kind in suspicious:
         warnings.append(f"source index entry {escape_key(key)} is {kind.value}, not data: not seeded")
-    entries = select(found_source.index.data_entries(), include, exclude)
+    entries = select(data, include, exclude)
     copy_mode = SERVER_SIDE if destination.can_copy_from(source) else STREAMED
     report = Report(
         url=str(destination.url),

@@ -147,9 +147,10 @@ class Survey:
 
 def survey(url: DatastoreUrl, directory: Path, remote_index: idx.Index, warnings: list[str]) -> Survey:
     """Read the base, scan the directory, hash the files the planner asks for, and plan."""
-    for key, kind in remote_index.suspicious_entries():
+    data, suspicious = remote_index.split()
+    for key, kind in suspicious:
         warnings.append(f"index entry {escape_key(key)} is {kind.value}, not data: not synced")
-    remote = {e.key: e for e in remote_index.data_entries()}
+    remote = {e.key: e for e in data}
     for entry in remote.values():
         if entry.sha256 is not None and entry.content_sha256 is None:
             warnings.append(

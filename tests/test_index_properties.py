@@ -178,6 +178,14 @@ def test_a_safe_key_always_stays_under_its_root(key: str):
     assert os.path.normpath(os.path.join(root, *parts)).startswith(root + os.sep)
 
 
+@given(st.text(alphabet="a_.-/~9", max_size=12))
+def test_plain_ascii_keys_are_judged_by_their_segments(key: str):
+    """Keys of letters, digits, dots and ``/`` (the fast path of the safety check) are unsafe exactly
+    when a segment is empty, ``.`` or ``..``."""
+    bad_segment = any(part in ("", ".", "..") for part in key.split("/"))
+    assert (unsafe_reason(key) is not None) == bad_segment
+
+
 _REAL_ROOT = Path(tempfile.mkdtemp(prefix="syncops-safe-join-"))
 
 
