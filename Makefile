@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[pulumi,test]'
+	# Bytecode now, as a non-editable install would: no start-up pays for compiling (PYTHONDONTWRITEBYTECODE).
+	$(BIN)/python -m compileall -q syncops
 	touch $(STAMP)
 
 demo: $(STAMP)
