@@ -360,6 +360,54 @@ def test_a_409_on_a_conditional_complete_multipart_upload_starts_the_upload_over
     assert [w.what.split(" ")[0] for w in waits] == ["multipart"]
 
 
+@pytest.mark.parametrize("persistent", [False, True], ids=["once", "persistent"])
+def test_a_409_on_the_conditional_completion_of_a_multipart_copy_starts_the_copy_over(
+    make_datastore, waits, monkeypatch, persistent: bool
+):
+    """Above S3's 5 GiB CopyObject limit a seed copies by UploadPartCopy; a 409 on its conditional
+    CompleteMultipartUpload begins that copy again (a new upload, every part copied again), as for an
+    upload; a 409 that persists fails the seed (exit 4) with no object at the key."""
+    from syncops.errors import Unavailable
+    from syncops.seed import seed
+    from syncops.stores import open_store, s3
+
+    monkeypatch.setattr(s3, "COPY_OBJECT_LIMIT", 5 * 1024 * 1024)
+    monkeypatch.setattr(s3, "COPY_PART_SIZE", 5 * 1024 * 1024)
+    monkeypatch.setenv("SYNCOPS_MAX_ATTEMPTS", "3")
+    big = bytes(range(256)) * (28 * 1024)  # 7 MiB: parts of 5 and 2 MiB
+    src, dst = make_datastore("s3"), make_datastore("s3")
+    src.seed({"big.bin": big})
+    with Proxy(src.endpoint) as proxy:
+        conflict = proxy.add_fault(
+            Fault(
+                _complete_multipart,
+                headers=lambda h: "if-none-match" in h,
+                status=409,
+                reply_body=CONFLICT_409,
+                times=None if persistent else 1,
+            )
+        )
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        if persistent:
+            with pytest.raises(Unavailable, match="ConditionalRequestConflict"):
+                seed(open_store(src.url), open_store(dst.url))
+        else:
+            report = seed(open_store(src.url), open_store(dst.url))
+            assert (report.status, report.copied, report.copy_mode) == ("seeded", 1, "server-side")
+        uploads = sum(1 for s in proxy.seen if s.method == "POST" and s.path.endswith("?uploads"))
+        part_copies = sum(1 for s in proxy.seen if "x-amz-copy-source-range" in s.headers)
+        completes = [s.status for s in proxy.seen if _complete_multipart(s.method, s.path)]
+    attempts = 3 if persistent else 2
+    assert conflict.hits == (3 if persistent else 1)
+    assert uploads == attempts and part_copies == 2 * attempts, "begun again: a new upload, every part again"
+    assert completes == ([409] * 3 if persistent else [409, 200])
+    assert [w.what.split(" ")[:2] for w in waits] == [["multipart", "copy"]] * (attempts - 1)
+    if persistent:
+        assert dst.raw.get("big.bin") is None
+    else:
+        assert dst.raw.get("big.bin") == big
+
+
 def test_an_error_inside_a_200_copy_object_is_retried(make_datastore, capsys, waits):
     src, dst = make_datastore("s3"), make_datastore("s3")
     src.seed(FILES)

@@ -576,18 +576,27 @@ class S3Store:
         CompleteMultipartUpload with ``409 ConditionalRequestConflict``: S3 documents that such an
         upload must be started over (CreateMultipartUpload, every part again), not completed again."""
         start = body.tell()
+
+        def attempt(again: bool) -> str:
+            if again:
+                body.seek(start)
+            return self._multipart_upload(key, body, conditions)
+
+        return self._restarting(f"multipart upload {self.url.object_url(key)}", attempt)
+
+    def _restarting(self, what: str, attempt: Callable[[bool], str]) -> str:
+        """``attempt(again)`` until it completes, begun anew (``again`` True) after each conditional
+        completion S3 answered with 409, as the retry policy's budget and backoff allow."""
         failures = 0
         while True:
             try:
-                return self._multipart_upload(key, body, conditions)
+                return attempt(failures > 0)
             except _ConflictingComplete as conflict:
                 failures += 1
                 wait = self._policy.delay(failures, conflict.decision)
                 if wait is None:
                     raise conflict.error from None
-                what = f"multipart upload {self.url.object_url(key)}"
                 retry.pause(retry.Pause(what, failures, conflict.decision, wait))
-                body.seek(start)
 
     def _multipart_upload(self, key: str, body: UploadBody, conditions: dict[str, str]) -> str:
         """Parts read in order from ``body`` (so it hashes in one pass), up to PARTS_IN_FLIGHT sent at
@@ -666,7 +675,12 @@ class S3Store:
                 # Quoted as HeadObject and PutObject give it (SeaweedFS leaves the copy's bare), so the
                 # token compares equal to a later read's and serves as an If-Match.
                 return _quoted(str(response["CopyObjectResult"]["ETag"]))
-            return self._multipart_copy(source, key, origin, size, conditions)
+            return self._restarting(
+                f"multipart copy to {self.url.object_url(key)}",
+                lambda again: self._multipart_copy(source, key, origin, size, conditions),
+            )
+        except _ConflictingComplete as conflict:
+            raise self._copy_error(conflict.error, source, key) from None
         except Exception as exc:
             raise self._copy_error(exc, source, key) from None
 
@@ -706,11 +720,13 @@ class S3Store:
                 Bucket=self.bucket, Key=full_key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **conditions
             )
             return str(response["ETag"])
-        except BaseException:
+        except BaseException as exc:
             try:
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
             except Exception:
                 pass  # the bucket's lifecycle rule aborts incomplete uploads
+            if isinstance(exc, _boto_errors().ClientError) and _is_complete_conflict(exc):
+                raise _ConflictingComplete(decide(exc), exc) from None
             raise
 
     def _copy_error(self, exc: Exception, source: S3Store, key: str) -> Exception:
