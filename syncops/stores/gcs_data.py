@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import io
 import os
 import select
 import socket
@@ -270,7 +271,18 @@ class GcsDownloader:
         conn.close()
 
     def fetch(self, name: str, key: str, out: BinaryIO, *, check: bool = True) -> tuple[int, str]:
-        """Stream object ``name`` into ``out``; returns the byte count and the generation.
+        """Stream object ``name`` into ``out``; returns the byte count and the generation."""
+        written, generation, _ = self._fetch(name, key, out, check=check)
+        return written, generation
+
+    def read(self, name: str, key: str) -> tuple[bytes, str, str]:
+        """Object ``name`` whole, checked: its bytes, generation and ``Last-Modified`` header."""
+        out = io.BytesIO()
+        _, generation, modified = self._fetch(name, key, out, check=True)
+        return out.getvalue(), generation, modified
+
+    def _fetch(self, name: str, key: str, out: BinaryIO, *, check: bool) -> tuple[int, str, str]:
+        """Stream object ``name`` into ``out``: the byte count, the generation and ``Last-Modified``.
 
         One :class:`syncops.retry.Transfer` covers it: a failed request and a body that broke off or
         failed its checksum are each retried on their budget, from byte 0 of ``out`` (its writer takes
@@ -284,6 +296,7 @@ class GcsDownloader:
                 conn, response = self._request(target, key)
                 in_body = True
                 generation = response.getheader("x-goog-generation", "")
+                modified = response.getheader("Last-Modified", "")
                 # A gzip-stored object is served decompressed: its x-goog-hash is of the stored bytes.
                 transcoded = response.getheader("x-goog-stored-content-encoding", "identity") != "identity"
                 checksum = _Checksum(response.getheader("x-goog-hash", "")) if check and not transcoded else None
@@ -307,7 +320,7 @@ class GcsDownloader:
                     raise
                 self._connections.give(conn)
                 if checksum is None or checksum.matches():
-                    return written, generation
+                    return written, generation, modified
                 error: Exception = Unavailable(
                     f"download {self._where(key)}: the body did not match the object's checksum "
                     f"in {transfer.body_failures + 1} reads"
