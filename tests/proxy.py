@@ -48,7 +48,8 @@ class Fault:
     * ``gather``: hold matching requests until this many are waiting (or ``gather_timeout`` passed),
       so racing clients really are all in the window at once;
     * with ``status=FORWARD``: ``cut`` sends the real status, headers (full Content-Length) and only
-      the first ``cut`` body bytes, then resets (a body broken off mid-stream); ``trickle`` sends the
+      the first ``cut`` body bytes, then resets (a body broken off mid-stream; with ``quietly``, closes
+      cleanly instead, as a server or middlebox that gives up may: no error, just too few bytes); ``trickle`` sends the
       body in 16 KiB pieces this many seconds apart (a slow download); ``drop_response`` lets the
       request reach the server and then resets the connection instead of answering (a write that
       landed although the client saw it fail);
@@ -70,6 +71,7 @@ class Fault:
     gather: int = 0
     gather_timeout: float = 30.0
     cut: int | None = None
+    quietly: bool = False
     trickle: float = 0.0
     drop_response: bool = False
     reply_body: bytes | None = None
@@ -206,7 +208,12 @@ class _Handler(BaseHTTPRequestHandler):
             assert fault is not None and fault.cut is not None
             self.wfile.write(data[: fault.cut])
             self.wfile.flush()
-            self._reset()
+            if fault.quietly:
+                self._record(0)
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_WR)
+            else:
+                self._reset()
             return
         if fault is not None and fault.trickle:
             for start in range(0, len(data), 16 * 1024):

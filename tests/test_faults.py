@@ -99,6 +99,27 @@ def test_transient_faults_on_every_read_end_in_the_clean_result(
 
 
 @pytest.mark.parametrize("backend", CLOUD)
+def test_a_body_that_ends_early_on_a_clean_close_is_read_again(make_datastore, tmp_path: Path, backend: str):
+    """A server that closes the connection cleanly (no reset, no error) before Content-Length bytes came:
+    the short body is never taken for the object; it is read again and every file is whole."""
+    ds = make_datastore(backend)
+    ds.seed(FILES)
+    assert run_cli("discover", ds.url, env=ds.env).code == 0
+    target = tmp_path / "cache"
+    with Proxy(ds.endpoint) as proxy:
+        injected = [
+            proxy.add_fault(Fault(big_object_get(backend), status=FORWARD, cut=1000, quietly=True)) for _ in range(2)
+        ]
+        result = run_cli("hydrate", ds.url, str(target), "--json", env=wire.proxied_env(backend, ds.env, proxy))
+
+        assert result.code == 0, result.stderr
+        assert [f.hits for f in injected] == [1, 1]
+        assert wire.count(backend, proxy, wire.OBJECT_GET) == len(FILES) + 2
+    assert result.json["pulled"] == len(FILES)
+    assert_hydrated(target, FILES)
+
+
+@pytest.mark.parametrize("backend", CLOUD)
 def test_transient_faults_on_writes_end_in_the_clean_result(make_datastore, tmp_path: Path, backend: str):
     """push through faulted uploads and a conditional index write whose success response is lost:
     every object arrives byte for byte and the index holds remote ∪ local entries."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,6 +142,34 @@ def test_concurrency_one_gives_the_same_result(make_datastore, tmp_path: Path):
     result = run_cli("hydrate", ds.url, str(tmp_path / "c"), "--concurrency", "1", "--json", env=ds.env)
     assert result.code == 0, result.stderr
     assert local_files(tmp_path / "c") == FILES
+
+
+def test_a_gcs_hydrate_of_an_indexed_datastore_never_loads_the_library(make_datastore, tmp_path: Path):
+    """Reads go through the media-download data plane: google-cloud-storage (with requests,
+    google-api-core and grpc, a fifth of a small hydrate's CPU) is loaded only by a call that needs it."""
+    ds = make_datastore("gcs", prefix="env")
+    ds.seed(FILES)
+    assert run_cli("discover", ds.url, env=ds.env).code == 0
+    program = (
+        "import sys\n"
+        "from syncops.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print(sorted(m for m in ('google.cloud.storage', 'requests', 'grpc') if m in sys.modules))\n"
+    )
+    target = tmp_path / "c"
+    proc = subprocess.run(
+        [sys.executable, "-c", program, "hydrate", ds.url, str(target)],
+        env=ds.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert local_files(target) == FILES
 
 
 def test_hydrate_never_follows_a_symlink_out_of_the_target(make_datastore, tmp_path: Path):

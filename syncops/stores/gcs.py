@@ -5,6 +5,12 @@ conditional writes, and every call paced by :mod:`syncops.retry` (the library's 
 as S3 does. As Google documents, an upload is retried only when it is conditional (a generation
 match makes it idempotent); an unconditional one gets one attempt. A resumable upload's ``308
 Resume Incomplete`` answers are its protocol, handled inside the library, never seen here.
+
+Reads of whole objects (the index, the lock, data) go through the media-download data plane
+(stores/gcs_data.py), and the library is loaded and its client made on the first call that needs it
+(a listing, a write, a head, a copy): a hydrate of an indexed datastore never imports it, which is a
+fifth of that command's CPU for 1,000 small objects (google-cloud-storage, requests, google-api-core
+and grpc take 0.2-0.3 s to import).
 """
 
 from __future__ import annotations
@@ -13,17 +19,10 @@ import base64
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import google.auth
-import requests
-from google.api_core import exceptions as gexc
-from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError, RefreshError, TransportError
-from google.cloud import storage
-from google.cloud.storage.exceptions import DataCorruption as _DataCorruption
 
 from syncops import environment, retry, timeouts
 from syncops.errors import (
@@ -39,7 +38,11 @@ from syncops.stores.gcs_credentials import configured_credentials
 from syncops.stores.gcs_data import GcsDownloader, data_plane_enabled
 from syncops.stores.settings import StoreSettings
 
+if TYPE_CHECKING:
+    from google.cloud import storage
+
 LIST_PAGE_SIZE = 1000
+_DEFAULT_UNIVERSE = "googleapis.com"
 #: Start no retry of a request after this long of retrying (besides the attempt budget);
 #: ``SYNCOPS_GCS_RETRY_TIMEOUT`` (seconds) overrides it, e.g. so tests of a persistent outage fail fast.
 RETRY_TIMEOUT = 60.0
@@ -52,13 +55,15 @@ def _retry_timeout_from_environment() -> float:
 def decide(exc: Exception) -> retry.Decision:
     """The retry policy's view of one failed call: the HTTP status, the error's reason (e.g.
     ``rateLimitExceeded``) and ``Retry-After``, or the exception of a request that got no answer."""
+    from google.api_core import exceptions as gexc
+
     if isinstance(exc, gexc.GoogleAPICallError) and isinstance(exc.code, int):
         headers = getattr(exc.response, "headers", None) or {}
         return retry.classify(exc.code, _reason(exc), retry_after=headers.get("Retry-After"))
     return retry.classify(None, exc=exc)
 
 
-def _reason(exc: gexc.GoogleAPICallError) -> str:
+def _reason(exc: Any) -> str:
     """The JSON API's ``error.errors[].reason`` (e.g. ``rateLimitExceeded``): parsed by the library for
     metadata calls, left in the response body of media uploads and downloads."""
     errors = list(exc.errors or ())
@@ -74,6 +79,14 @@ def _reason(exc: gexc.GoogleAPICallError) -> str:
 
 
 _BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
+#: The scopes google-cloud-storage asks for (``storage.Client.SCOPE``), applied the way it applies them,
+#: so the data plane and the library share one credentials object and its token.
+_SCOPES = (
+    "https://www.googleapis.com/auth/cloud-platform",
+    "https://www.googleapis.com/auth/devstorage.full_control",
+    "https://www.googleapis.com/auth/devstorage.read_only",
+    "https://www.googleapis.com/auth/devstorage.read_write",
+)
 
 _PERMISSIONS = {
     "get": "storage.objects.get",
@@ -86,31 +99,20 @@ _PERMISSIONS = {
 }
 
 
-class _TimedBlob(storage.Blob):
-    """A blob that keeps the download's ``Last-Modified`` header: the object's time comes with its
-    bytes, so reading the lock costs one request, not a media GET plus a metadata GET."""
+def _timed_adapter(*, pool_maxsize: int) -> Any:
+    """A requests adapter that gives every request of the session syncops's connect and read timeouts
+    (syncops/timeouts.py), whatever timeout the library passes per call (its default is 60 s for both)."""
+    import requests
 
-    last_modified: datetime | None = None
+    class TimedAdapter(requests.adapters.HTTPAdapter):
+        def __init__(self, **kwargs: Any) -> None:
+            self._timeout = (timeouts.connect(), timeouts.read())
+            super().__init__(**kwargs)
 
-    def _extract_headers_from_download(self, response: Any) -> None:
-        super()._extract_headers_from_download(response)
-        header = response.headers.get("Last-Modified")
-        try:
-            self.last_modified = parsedate_to_datetime(header) if header else None
-        except (TypeError, ValueError):
-            self.last_modified = None
+        def send(self, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+            return super().send(request, stream=stream, timeout=self._timeout, **kwargs)
 
-
-class _TimedAdapter(requests.adapters.HTTPAdapter):
-    """Every request of the session gets syncops's connect and read timeouts (syncops/timeouts.py),
-    whatever timeout the library passes per call (its default is 60 s for both)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        self._timeout = (timeouts.connect(), timeouts.read())
-        super().__init__(**kwargs)
-
-    def send(self, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
-        return super().send(request, stream=stream, timeout=self._timeout, **kwargs)
+    return TimedAdapter(pool_connections=4, pool_maxsize=pool_maxsize)
 
 
 class GcsStore:
@@ -126,33 +128,32 @@ class GcsStore:
             attempts=retry.attempts_from_environment(), deadline=_retry_timeout_from_environment()
         )
         try:
-            self._client = self._make_client()
+            self._credentials, self._project = self._find_credentials()
         except DefaultCredentialsError as exc:
             raise AccessDenied(
                 f"no Google credentials for {url}: {exc} "
                 "(run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS)"
             ) from None
-        # Size the HTTP connection pool to the transfer pool, or threads queue for sockets.
-        adapter = _TimedAdapter(pool_connections=4, pool_maxsize=max(10, concurrency + 4))
-        http = self._client._http  # the library's own authorized session
-        http.mount("https://", adapter)
-        http.mount("http://", adapter)
-        self._bucket = self._client.bucket(url.bucket)
         self._concurrency = concurrency
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the data plane may make the client to learn its endpoint
+        self._library: tuple[storage.Client, storage.Bucket] | None = None
         self._data: GcsDownloader | None = None
 
-    def _make_client(self) -> storage.Client:
+    def _find_credentials(self) -> tuple[Any, str]:
+        """The credentials (scoped as the library scopes them) and project, and where they came from."""
+        import google.auth
+        from google.auth.credentials import AnonymousCredentials, with_scopes_if_required
+
         project = (
             self._settings.gcp_project or os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT")
         )
         configured = configured_credentials(self._settings)
         if configured is not None:  # given explicitly: used against an emulator too
             credentials, self._source, key_project = configured
-            return storage.Client(project=project or key_project or "-", credentials=credentials)
+            return with_scopes_if_required(credentials, _SCOPES), project or key_project or "-"
         if self._emulator and not os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
             self._source = f"anonymous (emulator at {self._emulator})"
-            return storage.Client(project=project or "syncops-local", credentials=AnonymousCredentials())
+            return AnonymousCredentials(), project or "syncops-local"
         credentials, detected_project = google.auth.default()
         if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
             self._source = "the key file in GOOGLE_APPLICATION_CREDENTIALS"
@@ -160,12 +161,38 @@ class GcsStore:
             self._source = "the instance's service account (metadata server)"
         else:
             self._source = "Application Default Credentials (gcloud)"
-        return storage.Client(project=project or detected_project or "-", credentials=credentials)
+        return with_scopes_if_required(credentials, _SCOPES), project or detected_project or "-"
+
+    def _made(self) -> tuple[storage.Client, storage.Bucket]:
+        """The library's client and bucket, made on first use (see the module's docstring)."""
+        with self._lock:
+            if self._library is None:
+                from google.cloud import storage
+
+                client = storage.Client(project=self._project, credentials=self._credentials)
+                # Size the HTTP connection pool to the transfer pool, or threads queue for sockets.
+                adapter = _timed_adapter(pool_maxsize=max(10, self._concurrency + 4))
+                http = client._http  # the library's own authorized session
+                http.mount("https://", adapter)
+                http.mount("http://", adapter)
+                self._library = client, client.bucket(self.url.bucket)
+            return self._library
+
+    @property
+    def _client(self) -> storage.Client:
+        return self._made()[0]
+
+    @property
+    def _bucket(self) -> storage.Bucket:
+        return self._made()[1]
 
     def credential_source(self) -> str:
         return self._source
 
     def _translate(self, exc: Exception, operation: str, key: str | None) -> Exception:
+        import requests
+        from google.api_core import exceptions as gexc
+
         where = self.url.object_url(key) if key is not None else str(self.url)
         if isinstance(exc, gexc.NotFound):
             if key is None:
@@ -220,9 +247,17 @@ class GcsStore:
 
     # -- contract ------------------------------------------------------------------------------
     def get(self, key: str) -> Blob:
-        blob = _TimedBlob(self.url.full_key(key), bucket=self._bucket)
-        data = self._guard("get", key, lambda: blob.download_as_bytes(retry=None))
-        return Blob(data=data, token=str(blob.generation), last_modified=blob.last_modified)
+        """The whole object, its generation and its time (``Last-Modified``: the lock's age comes with its
+        bytes), read through the data plane and checked against its crc32c/md5."""
+        try:
+            data, generation, modified = self._downloader().read(self.url.full_key(key), key)
+        except AccessDenied:
+            raise self._denied("get", key) from None
+        try:
+            last_modified = parsedate_to_datetime(modified) if modified else None
+        except (TypeError, ValueError):
+            last_modified = None
+        return Blob(data=data, token=generation, last_modified=last_modified)
 
     def put(
         self, key: str, data: bytes | Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None
@@ -307,6 +342,8 @@ class GcsStore:
             else:
                 size, generation = downloader.fetch(name, key, out, check=not checked_by_caller)
             return Fetched(size=size, token=generation)
+        from google.cloud.storage.exceptions import DataCorruption
+
         blob = self._bucket.blob(self.url.full_key(key))
         start = out.tell()
         transfer = retry.Transfer(self._policy, f"download {self.url.object_url(key)}")
@@ -314,7 +351,7 @@ class GcsStore:
             try:
                 blob.download_to_file(out, retry=None)
                 return Fetched(size=out.tell() - start, token=str(blob.generation))
-            except _DataCorruption:
+            except DataCorruption:
                 decision, in_body = retry.BROKEN_BODY, True
                 error: Exception = Unavailable(
                     f"download {self.url.object_url(key)}: the body did not match the object's checksum "
@@ -333,22 +370,37 @@ class GcsStore:
         credentials and endpoint."""
         with self._lock:
             if self._data is None:
-                base_url = self._emulator or self._client._connection.API_BASE_URL
-                if base_url and "://" not in base_url:
-                    base_url = f"http://{base_url}"
                 self._data = GcsDownloader(
                     self.url.bucket,
-                    base_url=base_url,
-                    credentials=self._client._credentials,
+                    base_url=self._data_base_url(),
+                    credentials=self._credentials,
                     concurrency=self._concurrency,
                     policy=self._policy,
                     where=self.url.object_url,
-                    denied=lambda key: AccessDenied(
-                        f"access denied: download {self.url.object_url(key)}; credentials from {self._source}; "
-                        f"the caller needs {_PERMISSIONS['download']} on it"
-                    ),
+                    denied=lambda key: self._denied("download", key),
                 )
             return self._data
+
+    def _denied(self, operation: str, key: str) -> AccessDenied:
+        return AccessDenied(
+            f"access denied: {operation} {self.url.object_url(key)}; credentials from {self._source}; "
+            f"the caller needs {_PERMISSIONS[operation]} on it"
+        )
+
+    def _data_base_url(self) -> str:
+        """The endpoint the library would use: the emulator, GCS itself, or (an endpoint override,
+        mutual TLS, another universe) whatever the library's client works out."""
+        if self._emulator:
+            base = self._emulator
+        elif (
+            not os.environ.get("API_ENDPOINT_OVERRIDE")
+            and os.environ.get("GOOGLE_API_USE_CLIENT_CERTIFICATE", "").strip().lower() != "true"
+            and getattr(self._credentials, "universe_domain", _DEFAULT_UNIVERSE) == _DEFAULT_UNIVERSE
+        ):
+            base = "https://storage.googleapis.com"
+        else:
+            base = self._client._connection.API_BASE_URL
+        return base if "://" in base else f"http://{base}"
 
     def head(self, key: str) -> Head:
         blob = self._guard("head", key, lambda: self._bucket.get_blob(self.url.full_key(key), retry=None))
@@ -382,7 +434,8 @@ class GcsStore:
     def close(self) -> None:
         if self._data is not None:
             self._data.close()
-        self._client.close()
+        if self._library is not None:
+            self._library[0].close()
 
     # -- server-side copy (seed) ---------------------------------------------------------------
     def can_copy_from(self, source: object) -> bool:
