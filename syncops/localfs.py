@@ -32,6 +32,10 @@ from syncops.keys import escape_key, unsafe_reason
 PARTIAL_SUFFIX = ".syncops-partial"
 #: Bytes per read when hashing or copying a file.
 CHUNK = 1 << 20
+#: The write buffer of a file being created. Small, so downloaded chunks (a MiB or more) go to the
+#: kernel straight from the caller's buffer instead of being copied through it first, and so a small
+#: file's buffer comes from the heap, not from an mmap/munmap pair per file.
+WRITE_BUFFER = 64 * 1024
 
 T = TypeVar("T")
 
@@ -239,7 +243,7 @@ def write_under(
         with _partials_lock:
             _partials.add((parent, temp))
         try:
-            with os.fdopen(fd, "wb", buffering=CHUNK) as out:  # a size given: no isatty probe per file
+            with os.fdopen(fd, "wb", buffering=WRITE_BUFFER) as out:  # a size given: no isatty probe per file
                 result = fill(out)
                 out.flush()
                 os.fsync(out.fileno())
