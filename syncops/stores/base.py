@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from syncops.errors import BadInput, Unavailable
@@ -158,14 +158,28 @@ class Blob:
     last_modified: datetime | None = None
 
 
+@runtime_checkable
+class FileBody(Protocol):
+    """A body already in a file (:class:`syncops.indexfile.IndexFile`): iterable as chunks like any
+    stream, and openable as a seekable file of known size, so an SDK upload reads it without a copy."""
+
+    size: int
+
+    def open(self) -> BinaryIO: ...
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+
 def spooled(data: bytes | Iterable[bytes]) -> tuple[BinaryIO, int]:
     """A stream of chunks as a seekable file (memory up to 8 MiB, then a temp file) and its size.
 
     SDK uploads need a length and a body they can rewind to retry; this gives them both without
-    holding a big index in memory a second time.
+    holding a big index in memory a second time. A :class:`FileBody` is opened, not copied.
     """
     import tempfile
 
+    if isinstance(data, FileBody):
+        return data.open(), data.size
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
     for chunk in [data] if isinstance(data, bytes) else data:
         spool.write(chunk)
