@@ -8,7 +8,9 @@ because reading a 403 or a 503 as "no data" is exactly the silent-empty-environm
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import gc
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -68,6 +70,28 @@ def entries_from_listing(objects: Iterable[ObjectInfo]) -> Listing:
 
 def _unsafe_warnings(unsafe: list[str]) -> list[str]:
     return [f"unsafe key skipped: {escape_key(key)} ({unsafe_reason(key)})" for key in unsafe]
+
+
+#: The collector's threshold for full collections while a listing streams (CPython's default is 10).
+_LISTING_FULL_COLLECTION_THRESHOLD = 1_000_000
+
+
+@contextmanager
+def no_full_collections() -> Iterator[None]:
+    """Hold off the cyclic collector's full collections while a listing streams.
+
+    A listing allocates a few containers per object that live about one page, long enough to be
+    promoted, so CPython ran a full collection (every object of the process, the SDK's service
+    model included) every ~12,000 objects: 8 of them, ~0.5 s of a 100,000-object discovery's 3 s of
+    CPU. Nothing a listing allocates forms reference cycles, so nothing is left for them to free;
+    the young generations are still collected, and the setting is restored afterwards.
+    """
+    young, middle, full = gc.get_threshold()
+    gc.set_threshold(young, middle, max(full, _LISTING_FULL_COLLECTION_THRESHOLD))
+    try:
+        yield
+    finally:
+        gc.set_threshold(young, middle, full)
 
 
 def _adopt(store: ObjectStore, warnings: list[str]) -> Discovery:
@@ -160,9 +184,10 @@ def discover_outcome(store: ObjectStore, *, rebuild: bool = False) -> Outcome:
     namespaces: set[str] = set()
     writer = IndexWriter()
     try:
-        listed = ((obj.key, obj.size, obj.last_modified) for obj in store.list())
-        for key, size, modified in data_items(listed, unsafe, namespaces):
-            writer.add(key, size, modified)
+        with no_full_collections():
+            listed = ((obj.key, obj.size, obj.last_modified) for obj in store.list())
+            for key, size, modified in data_items(listed, unsafe, namespaces):
+                writer.add(key, size, modified)
     except BaseException:
         writer.close()
         raise
@@ -194,7 +219,8 @@ def _discover(store: ObjectStore, view: indexview.View, *, rebuild: bool, publis
     if not rebuild and view.index is not None:
         return Discovery(FOUND, view.index, view.token, view=view)
 
-    listing = entries_from_listing(store.list())
+    with no_full_collections():
+        listing = entries_from_listing(store.list())
     index = idx.Index(entries=listing.entries, last_pulled=idx.now_timestamp())  # no second dict
     if not rebuild and not listing.entries:
         return Discovery(EMPTY, index, None, warnings=listing.warnings, view=view)

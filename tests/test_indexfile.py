@@ -116,3 +116,46 @@ def test_discovery_outcome_memory_does_not_grow_with_the_listing():
     small, large = peak_traced_bytes(2_000), peak_traced_bytes(20_000)
     assert large < 3 * 1024 * 1024, large
     assert large < small * 1.5 + 512 * 1024, (small, large)
+
+
+def full_collections_during(run) -> int:
+    import gc
+
+    counted: list[int] = []
+
+    def seen(phase: str, info: dict) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            counted.append(1)
+
+    before = gc.get_threshold()
+    gc.collect()
+    gc.callbacks.append(seen)
+    try:
+        run()
+    finally:
+        gc.callbacks.remove(seen)
+    assert gc.get_threshold() == before, "the collector's settings are restored"
+    return len(counted)
+
+
+class PagedStore(GeneratedStore):
+    """The generated listing handed over a page of 1,000 objects at a time, as S3's is."""
+
+    def list(self):  # type: ignore[no-untyped-def]
+        page: list = []
+        for info in super().list():
+            page.append(info)
+            if len(page) == 1000:
+                yield from page
+                page = []
+        yield from page
+
+
+@pytest.mark.parametrize("path", ["outcome", "entries"])
+def test_no_full_collection_runs_while_a_listing_streams(path: str):
+    """Full collections walk every object of the process (the SDK's models too) and free nothing a
+    listing made: a 100,000-object discovery spent ~0.5 s of CPU in 8 of them. (A generated listing
+    provokes them on the path that keeps entries; the streamed path is checked for the same setting
+    and for its restoration.)"""
+    run = discover_outcome if path == "outcome" else discover
+    assert full_collections_during(lambda: run(PagedStore(60_000))) == 0
