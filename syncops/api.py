@@ -123,14 +123,14 @@ def discover(
     """``syncops discover URL [--rebuild]``: make the datastore's index valid (SPEC §3)."""
 
     def action() -> Report:
-        from syncops.discover import discover as run
+        from syncops.discover import discover_outcome
 
         with _store(url, endpoint_url, settings) as store:
-            result = run(store, rebuild=rebuild)
+            result = discover_outcome(store, rebuild=rebuild)
             return Report(
                 url=str(store.url),
                 status=result.status,
-                entries=len(result.index),
+                entries=result.entries,
                 index_written=result.index_written,
                 warnings=result.warnings,
             )

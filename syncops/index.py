@@ -348,8 +348,7 @@ def _entry_text(entry: Entry, with_local: bool) -> str:
     """
     if entry.extra or type(entry.size) is not int:
         return json.dumps(entry.to_json(with_local=with_local), ensure_ascii=False)
-    text = f'{{"key": {encode_basestring(entry.key)}, "size": {entry.size}, "lastModified": '
-    text += encode_basestring(entry.last_modified)
+    text = _listed_fields(entry.key, entry.size, entry.last_modified)
     if entry.local_mtime is not None:
         text += ', "localMtime": ' + encode_basestring(entry.local_mtime)
     if entry.sha256 is not None:
@@ -359,15 +358,36 @@ def _entry_text(entry: Entry, with_local: bool) -> str:
     return text + "}"
 
 
+def _listed_fields(key: str, size: int, last_modified: str) -> str:
+    return f'{{"key": {encode_basestring(key)}, "size": {size}, "lastModified": {encode_basestring(last_modified)}'
+
+
+def listed_entry_text(key: str, size: int, last_modified: str) -> str:
+    """The line of a listed object in a published index (``"key": {...}``, no separator): what
+    :func:`iter_serialized` writes for an entry with only these three fields, byte for byte."""
+    return encode_basestring(key) + ": " + _listed_fields(key, size, last_modified) + "}"
+
+
+#: How :func:`iter_serialized` ends an index with entries, and one without.
+FOOTER = "\n  }\n}\n"
+EMPTY_FOOTER = "}\n}\n"
+
+
+def header_text(last_pulled: str | None, extra: Mapping[str, Any] | None = None) -> str:
+    """Everything :func:`iter_serialized` writes before the first entry."""
+    extra = extra or {}
+    text = f'{{\n  "version": {VERSION},\n  "lastPulled": {json.dumps(last_pulled)}'
+    for name in sorted(extra):
+        text += f",\n  {json.dumps(name)}: {json.dumps(extra[name], sort_keys=True)}"
+    return text + ',\n  "entries": {'
+
+
 def iter_serialized(index: Index, *, with_local: bool = True) -> Iterator[str]:
     """Serialize in chunks (one per entry), so a big index is never built twice in memory.
 
     Deterministic: entries sorted by key, fields in a fixed order, two-space indentation.
     """
-    yield f'{{\n  "version": {VERSION},\n  "lastPulled": {json.dumps(index.last_pulled)}'
-    for name in sorted(index.extra):
-        yield f",\n  {json.dumps(name)}: {json.dumps(index.extra[name], sort_keys=True)}"
-    yield ',\n  "entries": {'
+    yield header_text(index.last_pulled, index.extra)
     first = True
     for key in sorted(index.entries):
         yield (
@@ -377,7 +397,7 @@ def iter_serialized(index: Index, *, with_local: bool = True) -> Iterator[str]:
             + _entry_text(index.entries[key], with_local)
         )
         first = False
-    yield "\n  }\n}\n" if not first else "}\n}\n"
+    yield FOOTER if not first else EMPTY_FOOTER
 
 
 def serialize(index: Index, *, with_local: bool = True) -> bytes:

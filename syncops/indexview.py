@@ -31,7 +31,7 @@ from syncops import index as idx
 from syncops import layout as lay
 from syncops.errors import ConditionUnsupported, CorruptIndex, NotFound, PreconditionFailed, StoreError
 from syncops.keys import INDEX_KEY
-from syncops.stores.base import Blob, ObjectStore
+from syncops.stores.base import Blob, FileBody, ObjectStore
 from syncops.writelock import WriteLock
 
 #: Lost commit races to absorb before giving up (each one re-reads and re-merges).
@@ -243,3 +243,21 @@ def replace_index(
         after = _execute(store, view, plan, lock, conditional=False)
     warnings.extend(w for w in plan.warnings if w not in warnings)
     return after
+
+
+def replace_monolith(
+    store: ObjectStore, view: View, body: FileBody, warnings: list[str], *, lock: WriteLock | None = None
+) -> str:
+    """Make the serialized index ``body`` the monolith of a datastore without swamp's layout (what
+    :func:`replace_index` writes there, already on disk), over the version the view read
+    (create-only when absent); returns its new version token. Conditions and their refusal as
+    :func:`replace_index`."""
+    assert view.mode is lay.Mode.MONOLITH and not view.uses_swamp_layout
+    if lock is not None:
+        lock.check()
+    token = view.monolith_token
+    try:
+        return store.put(INDEX_KEY, body, if_absent=token is None, if_token=token)
+    except ConditionUnsupported:
+        warnings.append("backend does not support conditional writes; index written unconditionally")
+        return store.put(INDEX_KEY, body)

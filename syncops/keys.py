@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import posixpath
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 INDEX_KEY = ".datastore-index.json"
@@ -135,6 +135,24 @@ def in_namespace(key: str, roots: set[str]) -> bool:
     return False
 
 
+def data_items(
+    items: Iterable[tuple[str, int, X]], unsafe: list[str], namespaces: set[str]
+) -> Iterator[tuple[str, int, X]]:
+    """The data items of a stream, in its order: internal files and directory markers dropped, unsafe
+    keys appended to ``unsafe``, the roots of namespace subtrees added to ``namespaces`` (their
+    objects are still yielded: a marker can come after objects of its subtree, so the caller prunes
+    them once the stream has ended)."""
+    for key, size, item in items:
+        root = namespace_root(key)
+        if root is not None and unsafe_reason(key) is None:
+            namespaces.add(root)
+        kind = classify(key, size)
+        if kind is KeyKind.DATA:
+            yield key, size, item
+        elif kind is KeyKind.UNSAFE:
+            unsafe.append(key)
+
+
 def select_data(
     items: Iterable[tuple[str, int, X]], make: Callable[[str, int, X], T], unsafe: list[str]
 ) -> tuple[dict[str, T], list[str]]:
@@ -145,17 +163,8 @@ def select_data(
     ``make`` runs for data keys only. Namespace markers can come after objects of their subtree in
     listing order, so subtrees are pruned at the end. Returns the kept values and the namespaces.
     """
-    kept: dict[str, T] = {}
     namespaces: set[str] = set()
-    for key, size, item in items:
-        root = namespace_root(key)
-        if root is not None and unsafe_reason(key) is None:
-            namespaces.add(root)
-        kind = classify(key, size)
-        if kind is KeyKind.DATA:
-            kept[key] = make(key, size, item)
-        elif kind is KeyKind.UNSAFE:
-            unsafe.append(key)
+    kept = {key: make(key, size, item) for key, size, item in data_items(items, unsafe, namespaces)}
     if namespaces:
         kept = {k: v for k, v in kept.items() if not in_namespace(k, namespaces)}
     return kept, sorted(namespaces)

@@ -431,6 +431,54 @@ def test_an_error_inside_a_200_copy_object_is_retried(make_datastore, capsys, wa
     assert [w.decision.reason for w in waits] == ["500 InternalError"]
 
 
+@pytest.mark.parametrize("answer", ["error-inside-200", "cut-mid-page"])
+def test_a_listing_page_that_is_an_error_inside_a_200_or_cut_short_is_retried(
+    make_datastore, capsys, monkeypatch, waits, answer: str
+):
+    """The lean listing parser runs ahead of botocore's own check of 200 answers: a page it does not
+    take (an ``<Error>`` in a 200, a body that breaks off) must still reach that check, be retried,
+    and never read as a short, final page."""
+    ds: Datastore = make_datastore("s3")
+    ds.seed({f"data/{n:03d}.txt": b"x" for n in range(30)})
+    monkeypatch.setattr("syncops.stores.s3.LIST_PAGE_SIZE", 10)
+    if answer == "error-inside-200":
+        fault = Fault(wire.is_list("s3"), status=200, reply_body=ERROR_IN_200, skip=1)
+    else:
+        fault = Fault(wire.is_list("s3"), status=FORWARD, cut=200, skip=1)
+    with Proxy(ds.endpoint) as proxy:
+        hit = proxy.add_fault(fault)
+        code, output = _cli_in_process(capsys, "discover", ds.url, "--endpoint-url", proxy.endpoint, "--json")
+    assert code == 0, output
+    assert hit.hits == 1
+    assert '"entries": 30' in output
+    assert len(waits) == 1 and waits[0].what.startswith("ListObjectsV2")
+
+
+def test_each_listing_page_is_parsed_once(make_datastore, monkeypatch):
+    """botocore's check of 200 answers sees the few bytes the lean parser left, not the page."""
+    from botocore import handlers
+
+    from syncops.discover import discover_outcome
+
+    ds: Datastore = make_datastore("s3")
+    ds.seed({f"data/{n:03d}.txt": b"x" for n in range(25)})
+    monkeypatch.setattr("syncops.stores.s3.LIST_PAGE_SIZE", 10)
+    checked: list[bytes] = []
+    real = handlers._looks_like_special_case_error
+    monkeypatch.setattr(
+        handlers, "_looks_like_special_case_error", lambda status, body: checked.append(body) or real(status, body)
+    )
+    store = ds.store()
+    try:
+        assert discover_outcome(store).entries == 25
+    finally:
+        store.close()
+    from syncops.stores.s3_fast import _EMPTY_RESULT
+
+    listing_bodies = [body for body in checked if b"ListBucketResult" in body]
+    assert listing_bodies == [_EMPTY_RESULT] * 3
+
+
 # -- 301 / 307: the bucket is in another region ---------------------------------------------------------
 
 PERMANENT_REDIRECT = (

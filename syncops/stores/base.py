@@ -10,11 +10,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from syncops.errors import BadInput, Unavailable
 from syncops.validate import bucket_name_problem, file_root_problem, shown, surrogate_problem, text_problem
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -158,14 +160,28 @@ class Blob:
     last_modified: datetime | None = None
 
 
+@runtime_checkable
+class FileBody(Protocol):
+    """A body already in a file (:class:`syncops.indexfile.IndexFile`): iterable as chunks like any
+    stream, and openable as a seekable file of known size, so an SDK upload reads it without a copy."""
+
+    size: int
+
+    def open(self) -> BinaryIO: ...
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+
 def spooled(data: bytes | Iterable[bytes]) -> tuple[BinaryIO, int]:
     """A stream of chunks as a seekable file (memory up to 8 MiB, then a temp file) and its size.
 
     SDK uploads need a length and a body they can rewind to retry; this gives them both without
-    holding a big index in memory a second time.
+    holding a big index in memory a second time. A :class:`FileBody` is opened, not copied.
     """
     import tempfile
 
+    if isinstance(data, FileBody):
+        return data.open(), data.size
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
     for chunk in [data] if isinstance(data, bytes) else data:
         spool.write(chunk)
@@ -207,6 +223,59 @@ class PageTokens:
             )
         self._seen[token] = self.page
         return token
+
+
+def read_ahead(items: Iterator[T], *, name: str = "syncops-read-ahead") -> Iterator[T]:
+    """``items``, produced one ahead in a thread: the next listing page is asked for (and parsed)
+    while the caller works through the one before, so a listing takes the server's time or the
+    caller's, whichever is longer, rather than both added up.
+
+    At most one item waits in hand besides the one the caller holds: memory stays that of a page or
+    two. An exception of ``items`` is raised to the caller where it happened in the sequence. When
+    the caller stops early, the thread stops before producing another item.
+    """
+    import queue
+    import threading
+
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not _offer(handoff, (True, item), stop):
+                    return
+        except BaseException as exc:  # handed over and raised in the caller's thread
+            _offer(handoff, (False, exc), stop)
+            return
+        _offer(handoff, (False, None), stop)
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, value = handoff.get()
+            if ok:
+                yield value
+            elif value is None:
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+
+
+def _offer(handoff: Any, entry: tuple[bool, Any], stop: Any) -> bool:
+    """Put ``entry`` once there is room; False when the caller stopped meanwhile."""
+    import queue
+
+    while not stop.is_set():
+        try:
+            handoff.put(entry, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 class ObjectStore(Protocol):

@@ -10,7 +10,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -25,7 +25,17 @@ from syncops.errors import (
     StoreError,
     Unavailable,
 )
-from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, PageTokens, UploadBody, spooled
+from syncops.stores.base import (
+    Blob,
+    DatastoreUrl,
+    Fetched,
+    Head,
+    ObjectInfo,
+    PageTokens,
+    UploadBody,
+    read_ahead,
+    spooled,
+)
 from syncops.stores.s3_data import (
     Lazy,
     ObstoreDownloader,
@@ -397,12 +407,25 @@ class S3Store:
         return str(response["ETag"])
 
     def list(self) -> Iterator[ObjectInfo]:
-        # Pages are asked for one by one rather than through botocore's paginator, which ends
-        # quietly when a page says "truncated" without a token (see PageTokens). Each page is one
-        # client call, so the standard retry mode still covers every page.
         prefix = f"{self.url.prefix}/" if self.url.prefix else ""
-        request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": LIST_PAGE_SIZE}
         tokens = PageTokens(f"s3://{self.bucket}/{prefix}")
+        for page, contents in read_ahead(self._listing_pages(prefix, tokens), name="syncops-list"):
+            for key, size, modified in contents:
+                if not isinstance(key, str) or not isinstance(size, int) or not isinstance(modified, datetime):
+                    raise Unavailable(
+                        f"listing {tokens.where}: page {page} has an object without a key, size or "
+                        "modification time; stopped rather than use an incomplete listing"
+                    )
+                if key == prefix:
+                    continue  # a console's folder object for the prefix itself, not data
+                yield ObjectInfo(key=key[len(prefix) :], size=size, last_modified=modified)
+
+    def _listing_pages(self, prefix: str, tokens: PageTokens) -> Iterator[tuple[int, Sequence[tuple[Any, Any, Any]]]]:
+        """Each page's number and objects as (key, size, last modified), the pages asked for one by one
+        rather than through botocore's paginator, which ends quietly when a page says "truncated"
+        without a token (see PageTokens). Each page is one client call, so the retry policy covers
+        every page. :meth:`list` reads them one page ahead (``read_ahead``)."""
+        request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": LIST_PAGE_SIZE}
         while True:
             try:
                 page = self._client.list_objects_v2(**request)
@@ -411,20 +434,12 @@ class S3Store:
             lean: ListingPage | None = page.get(LEAN_PAGE)
             if lean is not None:  # parsed by stores/s3_fast.py, not by botocore
                 token = tokens.next(lean.truncated, lean.token)
-                contents: Iterable[tuple[Any, Any, Any]] = lean.objects
+                contents: Sequence[tuple[Any, Any, Any]] = lean.objects
             else:
                 token = tokens.next(page.get("IsTruncated") is True, page.get("NextContinuationToken"))
-                contents = ((i.get("Key"), i.get("Size"), i.get("LastModified")) for i in page.pop("Contents", ()))
-            del page, lean  # only the entries are kept while they are consumed
-            for key, size, modified in contents:
-                if not isinstance(key, str) or not isinstance(size, int) or not isinstance(modified, datetime):
-                    raise Unavailable(
-                        f"listing {tokens.where}: page {tokens.page} has an object without a key, size or "
-                        "modification time; stopped rather than use an incomplete listing"
-                    )
-                if key == prefix:
-                    continue  # a console's folder object for the prefix itself, not data
-                yield ObjectInfo(key=key[len(prefix) :], size=size, last_modified=modified)
+                contents = [(i.get("Key"), i.get("Size"), i.get("LastModified")) for i in page.pop("Contents", ())]
+            del page, lean  # only the objects are kept while they are consumed
+            yield tokens.page, contents
             if token is None:
                 return
             request["ContinuationToken"] = token
