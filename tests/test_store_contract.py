@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -264,6 +266,48 @@ def test_an_upload_above_the_multipart_threshold_is_the_exact_object(
     replaced = os.urandom(size)
     newer = store.upload("big.bin", upload_body(replaced), if_token=token)
     assert newer != token and ds.raw.get(ds.full("big.bin")) == replaced
+
+
+class _CountingSlots:
+    """A semaphore that remembers how many of its slots were ever held at once."""
+
+    def __init__(self, slots: int) -> None:
+        self._semaphore = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self.held = 0
+        self.most = 0
+
+    def acquire(self) -> bool:
+        self._semaphore.acquire()
+        with self._lock:
+            self.held += 1
+            self.most = max(self.most, self.held)
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.held -= 1
+        self._semaphore.release()
+
+
+def test_concurrent_s3_multipart_uploads_share_one_bound_on_part_buffers(
+    make_datastore, opened, upload_body, monkeypatch
+):
+    """Parts in memory are bounded per store, not per file: three 3-part uploads at once, with room for
+    two parts, hold at most two (and every slot is given back: a leak would stall the third upload)."""
+    size = lower_part_thresholds("s3", monkeypatch)
+    ds = make_datastore("s3")
+    store = opened(ds)
+    slots = _CountingSlots(2)
+    monkeypatch.setattr(store, "_upload_slots", slots)
+    bodies = {f"big-{n}.bin": os.urandom(size) for n in range(3)}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        done = [pool.submit(store.upload, key, upload_body(data), if_absent=True) for key, data in bodies.items()]
+        for future in done:
+            future.result(timeout=120)
+    assert 1 <= slots.most <= 2 and slots.held == 0, "the parts took their buffers from the shared budget"
+    for key, data in bodies.items():
+        assert ds.raw.get(ds.full(key)) == data
 
 
 @pytest.mark.parametrize("kind", ["file", "s3", GCS_IGNORES_RESUMABLE_CONDITIONS])

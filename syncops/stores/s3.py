@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
@@ -66,6 +67,10 @@ LIST_PAGE_SIZE = 1000
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 16 * 1024 * 1024
 PARTS_IN_FLIGHT = 4
+#: Part buffers of all multipart uploads of one store together: a push of many big files holds at most
+#: ``UPLOAD_PART_BUFFERS * PART_SIZE`` (256 MiB) of parts, not ``PARTS_IN_FLIGHT + 1`` parts per file in
+#: flight (32 files at once would have held 2.5 GiB).
+UPLOAD_PART_BUFFERS = 16
 #: CopyObject copies objects up to S3's limit of 5 GiB in one request; bigger ones are copied in parts.
 COPY_OBJECT_LIMIT = 5 * 1024**3
 #: Each UploadPartCopy copies this much (S3 allows 10,000 parts: objects up to 5 TiB).
@@ -185,6 +190,7 @@ class S3Store:
         self._downloader: Lazy[ObstoreDownloader] = Lazy(self._new_downloader)
         self._fast_uploads = self._fast_downloads
         self._uploader: Lazy[ObstoreUploader] = Lazy(self._new_uploader)
+        self._upload_slots = threading.BoundedSemaphore(UPLOAD_PART_BUFFERS)
 
     @property
     def _session(self) -> Any:
@@ -623,6 +629,7 @@ class S3Store:
             )["UploadId"]
         except Exception as exc:
             raise self._translate(exc, "PutObject", key) from None
+        slots = self._upload_slots
         try:
             etags: list[Future[Any]] = []
             with ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="syncops-part") as pool:
@@ -630,11 +637,16 @@ class S3Store:
                     in_flight = [f for f in etags if not f.done()]
                     if len(in_flight) >= PARTS_IN_FLIGHT:
                         wait(in_flight, return_when=FIRST_COMPLETED)
-                    data = body.read(PART_SIZE)
-                    if not data:
-                        break
-                    etags.append(
-                        pool.submit(
+                    # A buffer of the store's shared budget, given back when the part's request ends
+                    # (whatever its outcome): waiting for one never deadlocks, as every part held
+                    # finishes on its own.
+                    slots.acquire()
+                    try:
+                        data = body.read(PART_SIZE)
+                        if not data:
+                            slots.release()
+                            break
+                        part = pool.submit(
                             self._client.upload_part,
                             Bucket=self.bucket,
                             Key=full_key,
@@ -642,7 +654,12 @@ class S3Store:
                             PartNumber=len(etags) + 1,
                             Body=data,
                         )
-                    )
+                    except BaseException:
+                        slots.release()
+                        raise
+                    del data
+                    part.add_done_callback(lambda _: slots.release())
+                    etags.append(part)
                 parts = [{"ETag": f.result()["ETag"], "PartNumber": n} for n, f in enumerate(etags, start=1)]
             response = self._client.complete_multipart_upload(
                 Bucket=self.bucket, Key=full_key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **conditions
