@@ -299,6 +299,17 @@ def _cli_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int
     return (code if isinstance(code, int) else 1), captured.out + captured.err
 
 
+def conditional_complete_conflict(*, times: int | None) -> Fault:
+    """S3's 409 ConditionalRequestConflict on a CompleteMultipartUpload that carries ``If-None-Match``."""
+    return Fault(
+        _complete_multipart,
+        headers=lambda h: "if-none-match" in h,
+        status=409,
+        reply_body=CONFLICT_409,
+        times=times,
+    )
+
+
 @pytest.mark.parametrize("persistent", [False, True], ids=["once", "persistent"])
 def test_an_error_inside_a_200_complete_multipart_upload_is_a_failure_retried(
     make_datastore, tmp_path: Path, small_parts: int, waits, capsys, monkeypatch, persistent: bool
@@ -340,14 +351,7 @@ def test_a_409_on_a_conditional_complete_multipart_upload_starts_the_upload_over
     big = (bytes(range(251)) * (small_parts // 251 + 1))[:small_parts]
     _write(tmp_path / "src", {"big.bin": big})
     with Proxy(ds.endpoint) as proxy:
-        conflict = proxy.add_fault(
-            Fault(
-                _complete_multipart,
-                headers=lambda h: "if-none-match" in h,
-                status=409,
-                reply_body=CONFLICT_409,
-            )
-        )
+        conflict = proxy.add_fault(conditional_complete_conflict(times=1))
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
         code, output = _cli_in_process(capsys, "push", ds.url, str(tmp_path / "src"))
 
@@ -378,15 +382,7 @@ def test_a_409_on_the_conditional_completion_of_a_multipart_copy_starts_the_copy
     src, dst = make_datastore("s3"), make_datastore("s3")
     src.seed({"big.bin": big})
     with Proxy(src.endpoint) as proxy:
-        conflict = proxy.add_fault(
-            Fault(
-                _complete_multipart,
-                headers=lambda h: "if-none-match" in h,
-                status=409,
-                reply_body=CONFLICT_409,
-                times=None if persistent else 1,
-            )
-        )
+        conflict = proxy.add_fault(conditional_complete_conflict(times=None if persistent else 1))
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
         if persistent:
             with pytest.raises(Unavailable, match="ConditionalRequestConflict"):
