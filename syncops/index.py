@@ -162,14 +162,6 @@ class Index:
                 suspicious.append((key, kind))
         return data, suspicious
 
-    def suspicious_entries(self) -> list[tuple[str, KeyKind]]:
-        """Entries a crafted or buggy index holds that are not data: internal files, unsafe keys."""
-        return self.split()[1]
-
-    def data_entries(self) -> list[Entry]:
-        """Entries that are safe to hydrate: data keys only, in key order."""
-        return self.split()[0]
-
 
 def _shown(value: Any) -> str:
     """A JSON value, short, for a message."""

@@ -131,8 +131,7 @@ def test_any_document_is_an_index_or_a_corrupt_index_and_nothing_else(document: 
     for entry in parsed.entries.values():
         moment = datetime.fromtimestamp(entry.last_modified_epoch, tz=timezone.utc)
         idx.format_timestamp(moment)
-    list(parsed.data_entries())
-    list(parsed.suspicious_entries())
+    parsed.split()
 
 
 # -- keys -----------------------------------------------------------------------------------------

@@ -265,8 +265,9 @@ def test_a_listing_keeps_exactly_the_data_outside_namespaces(objects: list[tuple
 
 @given(indexes())
 def test_an_index_splits_into_data_and_suspicious_entries(index: idx.Index):
-    data = [e.key for e in index.data_entries()]
-    suspicious = [k for k, _ in index.suspicious_entries()]
+    entries, kinds = index.split()
+    data = [e.key for e in entries]
+    suspicious = [k for k, _ in kinds]
     assert sorted(data + suspicious) == sorted(index.entries)
     assert data == sorted(data)
     assert all(unsafe_reason(k) is None and not is_internal(k) for k in data)
