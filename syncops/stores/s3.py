@@ -376,12 +376,13 @@ class S3Store:
             )
         return f"{answer}: the endpoint sent the request elsewhere (bucket {self.bucket!r} in another region?)"
 
-    def _call(self, operation: str, key: str | None, **kwargs: Any) -> Any:
-        method = {"PutObject": self._client.put_object}[operation]
+    def _put_object(self, key: str, **kwargs: Any) -> str:
+        """One PutObject through boto3 (retried by :meth:`_needs_retry`): its ETag, or our error type."""
         try:
-            return method(Bucket=self.bucket, **kwargs)  # retried by _needs_retry
+            response = self._client.put_object(Bucket=self.bucket, Key=self.url.full_key(key), **kwargs)
         except Exception as exc:
-            raise self._translate(exc, operation, key) from None
+            raise self._translate(exc, "PutObject", key) from None
+        return str(response["ETag"])
 
     # -- contract ------------------------------------------------------------------------------
     def get(self, key: str) -> Blob:
@@ -399,18 +400,12 @@ class S3Store:
             if token is not None:
                 return token
         if isinstance(data, bytes):
-            response = self._call(
-                "PutObject", key, Key=self.url.full_key(key), Body=data, ContentType=content_type, **conditions
-            )
-            return str(response["ETag"])
+            return self._put_object(key, Body=data, ContentType=content_type, **conditions)
         # A stream of chunks is spooled to a seekable body: botocore needs its length and rewinds
         # it to retry.
         body, _ = spooled(data)
         with body:
-            response = self._call(
-                "PutObject", key, Key=self.url.full_key(key), Body=body, ContentType=content_type, **conditions
-            )
-        return str(response["ETag"])
+            return self._put_object(key, Body=body, ContentType=content_type, **conditions)
 
     def list(self) -> Iterator[ObjectInfo]:
         prefix = f"{self.url.prefix}/" if self.url.prefix else ""
@@ -580,16 +575,9 @@ class S3Store:
             body.seek(0)  # boto3 sends it again from the start (HashingReader hashes each byte once)
         conditions = _conditions(if_absent, if_token)
         if body.size <= MULTIPART_THRESHOLD:
-            response = self._call(
-                "PutObject",
-                key,
-                Key=self.url.full_key(key),
-                Body=body,
-                ContentLength=body.size,
-                ContentType="application/octet-stream",
-                **conditions,
+            return self._put_object(
+                key, Body=body, ContentLength=body.size, ContentType="application/octet-stream", **conditions
             )
-            return str(response["ETag"])
         return self._restarted_multipart_upload(key, body, conditions)
 
     def _restarted_multipart_upload(self, key: str, body: UploadBody, conditions: dict[str, str]) -> str:
