@@ -3,7 +3,7 @@ happened, at most one page produced beyond the one in hand, and nothing more onc
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -31,20 +31,31 @@ def test_a_failure_is_raised_after_the_items_before_it():
 
 
 def test_at_most_one_item_is_produced_ahead_and_none_after_the_caller_stops():
-    produced: list[int] = []
+    """An item is begun only once the one two places before it reached the caller (one in hand, one
+    waiting, one being produced), and once the caller stops the producer ends and lets go of the
+    items. Lined up with events (their timeouts only guard a failure), no sleeps."""
+    taken = [0]  # items the caller has received
+    lag: list[int] = []  # for item n: n minus the items taken when the producer began it
+    third_begun, finished = threading.Event(), threading.Event()
 
     def pages() -> Iterator[int]:
-        for n in range(100):
-            produced.append(n)
-            yield n
+        try:
+            for n in range(100):
+                lag.append(n - taken[0])
+                if n == 2:
+                    third_begun.set()
+                yield n
+        finally:
+            finished.set()
 
     reader = read_ahead(pages())
     assert next(reader) == 0
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and len(produced) < 3:
-        time.sleep(0.01)
-    assert len(produced) <= 3, "one in hand, one waiting, one being produced"
+    taken[0] = 1
+    assert third_begun.wait(5), "the producer runs ahead while the caller holds an item"
+    for expected in range(1, 10):
+        assert next(reader) == expected
+        taken[0] += 1
     reader.close()
-    seen = len(produced)
-    time.sleep(0.3)
-    assert len(produced) <= seen + 1
+    assert finished.wait(5), "the producer stopped once the caller did"
+    assert max(lag) <= 2, lag
+    assert len(lag) <= taken[0] + 2, "nothing begun after the caller stopped but the item in hand"
