@@ -43,6 +43,11 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _temp_names = itertools.count()
 #: Part of every temp name (not asked of the kernel per file; a clash after a fork is met by O_EXCL).
 _PID = os.getpid()
+#: Flags of a file created with no name (Linux ``O_TMPFILE``), named by a link through ``/proc`` once
+#: whole; None where either is missing (then a named temp file and a rename).
+_UNNAMED_FLAGS = (
+    os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd") else None
+)
 
 
 class NotRegularFile(OSError):
@@ -230,18 +235,19 @@ def _create_temp(parent: int) -> tuple[int, str]:
 def write_under(
     root: Path, key: str, fill: Callable[[BinaryIO], T], *, mtime_ns: int | None = None
 ) -> tuple[T, os.stat_result]:
-    """Create ``key`` under ``root`` whole or not at all: temp file beside it, fsync, rename.
+    """Create ``key`` under ``root`` whole or not at all: a file with no name yet, fsync, then a name.
 
     The directory is reached through :func:`open_parent` (missing ones created), so no symlink can
-    redirect the write, and the rename happens in that very directory. A symlink or FIFO at the final
-    name is replaced by the rename, never written through; a directory there is refused
-    (:class:`NotRegularFile`, EISDIR). No ``stat`` per file: the rename itself decides.
-    Returns ``fill``'s result and the stat of the file as renamed into place.
+    redirect the write. Where the filesystem has ``O_TMPFILE`` the file is written with no name at all
+    and linked at the key's name only once it is whole (a crash leaves nothing behind; one directory
+    change per file instead of a create and a rename, which 32 writers in one directory wait on).
+    When that name is taken (an older copy, a symlink, a FIFO), or the filesystem has no ``O_TMPFILE``,
+    a temp name beside it is renamed over it: a symlink or FIFO there is replaced, never written
+    through; a directory there is refused (:class:`NotRegularFile`, EISDIR). No ``stat`` per file:
+    the link or the rename itself decides. Returns ``fill``'s result and the stat of the file placed.
     """
     with open_parent(root, key, create=True) as (parent, name):
-        fd, temp = _create_temp(parent)
-        with _partials_lock:
-            _partials.add((parent, temp))
+        fd, temp = _new_file(parent)
         try:
             with os.fdopen(fd, "wb", buffering=WRITE_BUFFER) as out:  # a size given: no isatty probe per file
                 result = fill(out)
@@ -250,20 +256,61 @@ def write_under(
                 if mtime_ns is not None:
                     os.utime(out.fileno(), ns=(mtime_ns, mtime_ns))
                 info = os.fstat(out.fileno())
-            try:
-                os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
-            except IsADirectoryError:
-                raise NotRegularFile(errno.EISDIR, "a directory of that name is in the way", key) from None
+                if temp is None:
+                    temp = _link_unnamed(out.fileno(), parent, name)
+            if temp is not None:
+                try:
+                    os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+                except IsADirectoryError:
+                    raise NotRegularFile(errno.EISDIR, "a directory of that name is in the way", key) from None
         except BaseException:
-            try:
-                os.unlink(temp, dir_fd=parent)
-            except FileNotFoundError:
-                pass
+            if temp is not None:
+                try:
+                    os.unlink(temp, dir_fd=parent)
+                except FileNotFoundError:
+                    pass
             raise
         finally:
-            with _partials_lock:
-                _partials.discard((parent, temp))
+            if temp is not None:
+                with _partials_lock:
+                    _partials.discard((parent, temp))
     return result, info
+
+
+def _new_file(parent: int) -> tuple[int, str | None]:
+    """A new empty file in directory ``parent``: unnamed (``O_TMPFILE``) where the filesystem can, else
+    a temp name registered in :data:`_partials`. Mode 0666 under the umask either way."""
+    if _UNNAMED_FLAGS is not None:
+        try:
+            return os.open(".", _UNNAMED_FLAGS, 0o666, dir_fd=parent), None
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    fd, temp = _create_temp(parent)
+    with _partials_lock:
+        _partials.add((parent, temp))
+    return fd, temp
+
+
+def _link_unnamed(fd: int, parent: int, name: str) -> str | None:
+    """Give the unnamed file ``fd`` its name ``name`` in ``parent``; None when done. When the name is
+    taken, the file is linked at a new temp name instead, returned for the caller to rename over it.
+    Links are made under :data:`_partials_lock`, so none is made once the deadline's cleanup holds it."""
+    source = f"/proc/self/fd/{fd}"
+    with _partials_lock:
+        try:
+            os.link(source, name, dst_dir_fd=parent, follow_symlinks=True)
+            return None
+        except FileExistsError:
+            pass
+        while True:
+            temp = f".{_PID}-{next(_temp_names)}{PARTIAL_SUFFIX}"
+            try:
+                os.link(source, temp, dst_dir_fd=parent, follow_symlinks=True)
+            except FileExistsError:
+                continue
+            _partials.add((parent, temp))
+            return temp
 
 
 #: Temp files being written right now, as (directory descriptor, name): what a process that must stop
