@@ -3,9 +3,9 @@
 Discovery first, so an unindexed bucket still hydrates. The planner (:mod:`syncops.plan`) compares
 the base, the local files and the remote index: what changed only remotely is downloaded, what
 changed only locally is kept and reported, what changed on both sides is a conflict (kept, exit 7).
-Each download streams into a temp file beside its final path, is checked against the entry's sha256
-while it streams (and against the store's own checksum), fsynced and renamed, so a wrong or partial
-body never reaches the final path. hydrate never writes the remote index.
+Each download streams into a new file beside its final path (unnamed, or a temp name), is checked
+against the entry's sha256 while it streams (and against the store's own checksum), fsynced and only
+then named, so a wrong or partial body never reaches the final path. hydrate never writes the remote index.
 """
 
 from __future__ import annotations

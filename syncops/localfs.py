@@ -6,8 +6,8 @@ Used by the local side of a sync (:mod:`syncops.workdir`) and by the ``file://``
   with ``O_NOFOLLOW`` relative to the one before (``dir_fd``), so a directory swapped for a symlink
   between a check and a use can never lead outside the root; files are opened with ``O_NOFOLLOW``
   and ``O_NONBLOCK`` and checked with ``fstat`` to be regular files (a FIFO never hangs a read).
-* **A file at its final path is always complete.** Bytes go to a temp file in the same directory,
-  are fsynced, and only then renamed into place. Files are created with mode 0666 under the
+* **A file at its final path is always complete.** Bytes go to a file with no name in the same
+  directory (``O_TMPFILE``; else a temp name), are fsynced, and only then get the final name. Files are created with mode 0666 under the
   process's umask, like any other tool's.
 """
 
