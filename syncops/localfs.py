@@ -7,8 +7,8 @@ Used by the local side of a sync (:mod:`syncops.workdir`) and by the ``file://``
   between a check and a use can never lead outside the root; files are opened with ``O_NOFOLLOW``
   and ``O_NONBLOCK`` and checked with ``fstat`` to be regular files (a FIFO never hangs a read).
 * **A file at its final path is always complete.** Bytes go to a file with no name in the same
-  directory (``O_TMPFILE``; else a temp name), are fsynced, and only then get the final name. Files are created with mode 0666 under the
-  process's umask, like any other tool's.
+  directory (``O_TMPFILE``; else a temp name), are fsynced, and only then get the final name. Files
+  are created with mode 0666 under the process's umask, like any other tool's.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ _temp_names = itertools.count()
 _PID = os.getpid()
 #: Flags of a file created with no name (Linux ``O_TMPFILE``), named by a link through ``/proc`` once
 #: whole; None where either is missing (then a named temp file and a rename).
+_PROC_FD = "/proc/self/fd"
 _UNNAMED_FLAGS = (
-    os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd") else None
+    os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC if hasattr(os, "O_TMPFILE") and os.path.isdir(_PROC_FD) else None
 )
 
 
@@ -257,7 +258,10 @@ def write_under(
                     os.utime(out.fileno(), ns=(mtime_ns, mtime_ns))
                 info = os.fstat(out.fileno())
                 if temp is None:
-                    temp = _link_unnamed(out.fileno(), parent, name)
+                    try:
+                        temp = _link_unnamed(out.fileno(), parent, name)
+                    except _CannotLink:
+                        temp, info = _copy_unnamed(out.fileno(), parent)
             if temp is not None:
                 try:
                     os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
@@ -292,17 +296,48 @@ def _new_file(parent: int) -> tuple[int, str | None]:
     return fd, temp
 
 
+class _CannotLink(Exception):
+    """An unnamed file could not be given a name by a link."""
+
+
+def _copy_unnamed(fd: int, parent: int) -> tuple[str, os.stat_result]:
+    """The whole unnamed file ``fd`` copied to a new temp name in ``parent`` (its times too) and fsynced,
+    for the caller to rename into place; returns the name and the copy's stat."""
+    temp_fd, temp = _create_temp(parent)
+    with _partials_lock:
+        _partials.add((parent, temp))
+    try:
+        offset = 0
+        while data := os.pread(fd, CHUNK, offset):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(temp_fd, view) :]
+            offset += len(data)
+        os.fsync(temp_fd)
+        source = os.fstat(fd)
+        os.utime(temp_fd, ns=(source.st_atime_ns, source.st_mtime_ns))
+        return temp, os.fstat(temp_fd)
+    finally:
+        os.close(temp_fd)
+
+
 def _link_unnamed(fd: int, parent: int, name: str) -> str | None:
     """Give the unnamed file ``fd`` its name ``name`` in ``parent``; None when done. When the name is
     taken, the file is linked at a new temp name instead, returned for the caller to rename over it.
     Links are made under :data:`_partials_lock`, so none is made once the deadline's cleanup holds it."""
-    source = f"/proc/self/fd/{fd}"
+    global _UNNAMED_FLAGS
+    source = f"{_PROC_FD}/{fd}"
     with _partials_lock:
         try:
             os.link(source, name, dst_dir_fd=parent, follow_symlinks=True)
             return None
         except FileExistsError:
             pass
+        except OSError as exc:
+            # Unnamed files can be made here but not linked (a /proc that does not allow it): this one
+            # is copied to a temp name, and this process makes no more of them.
+            _UNNAMED_FLAGS = None
+            raise _CannotLink from exc
         while True:
             temp = f".{_PID}-{next(_temp_names)}{PARTIAL_SUFFIX}"
             try:

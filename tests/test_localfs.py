@@ -128,3 +128,22 @@ def test_a_symlinked_directory_on_the_way_is_never_followed(tmp_path: Path, mode
     with pytest.raises(NotRegularFile):
         write(root, "data/f.txt", b"data")
     assert list(elsewhere.iterdir()) == []
+
+
+def test_where_an_unnamed_file_cannot_be_linked_it_is_copied_to_a_temp_name_and_no_more_are_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    if localfs._UNNAMED_FLAGS is None:
+        pytest.fail("this machine has O_TMPFILE and /proc: the unnamed path must be the one in use")
+    monkeypatch.setattr(localfs, "_UNNAMED_FLAGS", localfs._UNNAMED_FLAGS)  # restored after the test
+    monkeypatch.setattr(localfs, "_PROC_FD", str(tmp_path / "no-proc-here"))
+    data = os.urandom(3 * localfs.CHUNK + 17)
+    info = write(tmp_path, "big.bin", data)
+    path = tmp_path / "big.bin"
+    assert path.read_bytes() == data
+    on_disk = path.stat()
+    assert (on_disk.st_mtime_ns, on_disk.st_size, on_disk.st_ino) == (MTIME_NS, len(data), info.st_ino)
+    assert localfs._UNNAMED_FLAGS is None, "the next files go straight to a temp name"
+    write(tmp_path, "next.bin", b"next")
+    assert (tmp_path / "next.bin").read_bytes() == b"next"
+    assert leftovers(tmp_path) == []
