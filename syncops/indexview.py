@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from syncops import index as idx
 from syncops import layout as lay
@@ -33,6 +34,8 @@ from syncops.errors import ConditionUnsupported, CorruptIndex, NotFound, Precond
 from syncops.keys import INDEX_KEY
 from syncops.stores.base import Blob, FileBody, ObjectStore
 from syncops.writelock import WriteLock
+
+T = TypeVar("T")
 
 #: Lost commit races to absorb before giving up (each one re-reads and re-merges).
 MAX_ATTEMPTS = 10
@@ -236,11 +239,7 @@ def replace_index(
     condition gets one unconditional write, with a warning.
     """
     plan = lay.plan_replace(view.layout, index, describe=store.url.object_url)
-    try:
-        after = _execute(store, view, plan, lock, conditional=True)
-    except ConditionUnsupported:
-        warnings.append("backend does not support conditional writes; index written unconditionally")
-        after = _execute(store, view, plan, lock, conditional=False)
+    after = _conditionally(lambda conditional: _execute(store, view, plan, lock, conditional), warnings)
     warnings.extend(w for w in plan.warnings if w not in warnings)
     return after
 
@@ -256,8 +255,21 @@ def replace_monolith(
     if lock is not None:
         lock.check()
     token = view.monolith_token
+    return _conditionally(
+        lambda conditional: (
+            store.put(INDEX_KEY, body, if_absent=token is None, if_token=token)
+            if conditional
+            else store.put(INDEX_KEY, body)
+        ),
+        warnings,
+    )
+
+
+def _conditionally(write: Callable[[bool], T], warnings: list[str]) -> T:
+    """``write(True)``: the write under its condition; where the backend refuses conditions, one
+    ``write(False)`` instead, with a warning (a replace is idempotent, so that is safe)."""
     try:
-        return store.put(INDEX_KEY, body, if_absent=token is None, if_token=token)
+        return write(True)
     except ConditionUnsupported:
         warnings.append("backend does not support conditional writes; index written unconditionally")
-        return store.put(INDEX_KEY, body)
+        return write(False)
