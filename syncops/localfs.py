@@ -284,9 +284,10 @@ def write_under(
 def _new_file(parent: int) -> tuple[int, str | None]:
     """A new empty file in directory ``parent``: unnamed (``O_TMPFILE``) where the filesystem can, else
     a temp name registered in :data:`_partials`. Mode 0666 under the umask either way."""
-    if _UNNAMED_FLAGS is not None:
+    flags = _UNNAMED_FLAGS  # read once: another thread may turn unnamed files off meanwhile
+    if flags is not None:
         try:
-            return os.open(".", _UNNAMED_FLAGS, 0o666, dir_fd=parent), None
+            return os.open(".", flags, 0o666, dir_fd=parent), None
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                 raise
@@ -294,6 +295,18 @@ def _new_file(parent: int) -> tuple[int, str | None]:
     with _partials_lock:
         _partials.add((parent, temp))
     return fd, temp
+
+
+def _proc_cannot_link(exc: OSError, source: str) -> bool:
+    """Whether a failed link of ``source`` (``/proc/self/fd/N``) is /proc's doing rather than the target
+    directory's: the path does not resolve, or linking through it is refused or unsupported."""
+    if exc.errno == errno.ENOENT:
+        try:
+            os.stat(source)
+        except OSError:
+            return True
+        return False  # the source is there: the directory went away
+    return exc.errno in (errno.EPERM, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP)
 
 
 class _CannotLink(Exception):
@@ -317,6 +330,14 @@ def _copy_unnamed(fd: int, parent: int) -> tuple[str, os.stat_result]:
         source = os.fstat(fd)
         os.utime(temp_fd, ns=(source.st_atime_ns, source.st_mtime_ns))
         return temp, os.fstat(temp_fd)
+    except BaseException:
+        try:
+            os.unlink(temp, dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        with _partials_lock:
+            _partials.discard((parent, temp))
+        raise
     finally:
         os.close(temp_fd)
 
@@ -334,6 +355,8 @@ def _link_unnamed(fd: int, parent: int, name: str) -> str | None:
         except FileExistsError:
             pass
         except OSError as exc:
+            if not _proc_cannot_link(exc, source):
+                raise  # about the directory or the disk (full, read-only, no permission): as any write
             # Unnamed files can be made here but not linked (a /proc that does not allow it): this one
             # is copied to a temp name, and this process makes no more of them.
             _UNNAMED_FLAGS = None

@@ -52,6 +52,7 @@ def writing_under(pid: int, root: Path) -> bool:
     """Whether process ``pid`` has a file under ``root`` open that has no final name yet: an unnamed
     ``O_TMPFILE`` file (``/proc`` shows it as ``DIR/#INODE (deleted)``) or a temp file."""
     fds = Path(f"/proc/{pid}/fd")
+    root = Path(os.path.realpath(root))  # /proc shows resolved paths
     for fd in fds.iterdir():
         try:
             target = os.readlink(fd)

@@ -147,3 +147,41 @@ def test_where_an_unnamed_file_cannot_be_linked_it_is_copied_to_a_temp_name_and_
     write(tmp_path, "next.bin", b"next")
     assert (tmp_path / "next.bin").read_bytes() == b"next"
     assert leftovers(tmp_path) == []
+
+
+def test_a_copy_fallback_that_fails_leaves_no_temp_file_and_no_registry_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(localfs, "_UNNAMED_FLAGS", localfs._UNNAMED_FLAGS)
+    monkeypatch.setattr(localfs, "_PROC_FD", str(tmp_path / "no-proc-here"))
+
+    def broken_read(*args: object) -> bytes:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(localfs.os, "pread", broken_read)
+    with pytest.raises(OSError) as caught:
+        write(tmp_path, "f.bin", b"data")
+    assert caught.value.errno == errno.EIO
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert localfs._partials == set()
+
+
+def test_a_link_refused_by_the_disk_is_a_write_failure_not_a_reason_to_stop_unnamed_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    if localfs._UNNAMED_FLAGS is None:
+        pytest.fail("this machine has O_TMPFILE and /proc: the unnamed path must be the one in use")
+    flags = localfs._UNNAMED_FLAGS
+    (tmp_path / "f.bin").write_bytes(b"old")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(localfs.os, "link", full)
+    for key in ("f.bin", "new.bin"):
+        with pytest.raises(OSError) as caught:
+            write(tmp_path, key, b"data")
+        assert caught.value.errno == errno.ENOSPC
+    assert localfs._UNNAMED_FLAGS == flags
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+    assert (tmp_path / "f.bin").read_bytes() == b"old"
