@@ -8,6 +8,7 @@ import io
 
 import pytest
 
+from syncops.stores import gcs_data
 from syncops.stores.gcs_data import _read_headers
 
 BLOCKS = {
@@ -41,11 +42,59 @@ def test_a_folded_header_continues_the_one_before():
     assert lean.items() == [("x-long", "one two three"), ("next", "n")]
 
 
-def test_more_than_100_headers_or_a_line_over_64_kib_is_refused_as_the_standard_library_does():
-    many = b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n"
+def test_the_header_bounds_are_the_standard_librarys_100_lines_with_the_blank_one_and_64_kib_a_line():
+    def block(count: int) -> bytes:
+        return b"".join(b"X-%d: v\r\n" % i for i in range(count)) + b"\r\n"
+
+    assert len(http.client.parse_headers(io.BytesIO(block(99))).items()) == 99
+    assert len(_read_headers(io.BytesIO(block(99))).items()) == 99
     long = b"X-Long: " + b"v" * 65536 + b"\r\n\r\n"
-    for raw, error in ((many, http.client.HTTPException), (long, http.client.LineTooLong)):
+    for raw, error in ((block(100), http.client.HTTPException), (long, http.client.LineTooLong)):
         with pytest.raises(error):
             http.client.parse_headers(io.BytesIO(raw))
         with pytest.raises(error):
             _read_headers(io.BytesIO(raw))
+
+
+def test_a_line_that_is_no_header_is_skipped_and_the_headers_after_it_are_kept():
+    lean = _read_headers(io.BytesIO(b" stray continuation\r\nbogus line\r\nContent-Length: 3\r\n\r\n"))
+    assert lean.items() == [("content-length", "3")]
+
+
+class _Socket:
+    """What HTTPResponse asks of a socket: a file to read the answer from."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+
+    def makefile(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(self._raw)
+
+
+ANSWERS = {
+    "a sized body": b"HTTP/1.1 200 OK\r\nx-goog-hash: crc32c=a\r\nx-goog-hash: md5=b\r\nContent-Length: 5\r\n\r\nhello",
+    "a chunked body": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "close after": b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno",
+    "a 100 Continue first": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "HTTP/1.0, no length": b"HTTP/1.0 200 OK\r\nX-A: 1\r\n\r\nuntil the end",
+}
+
+
+@pytest.mark.parametrize("name", list(ANSWERS))
+def test_the_connections_answers_read_as_the_standard_librarys_do(name: str):
+    assert gcs_data._TimedConnection.response_class is gcs_data._Response
+    raw = ANSWERS[name]
+    ours, theirs = gcs_data._Response(_Socket(raw), method="GET"), http.client.HTTPResponse(_Socket(raw), method="GET")
+    ours.begin(), theirs.begin()
+    assert isinstance(ours.headers, gcs_data._Headers), "read by the lean parser"
+    assert (ours.status, ours.reason, ours.version, ours.will_close, ours.chunked, ours.length) == (
+        theirs.status,
+        theirs.reason,
+        theirs.version,
+        theirs.will_close,
+        theirs.chunked,
+        theirs.length,
+    )
+    for header, _ in theirs.getheaders():
+        assert ours.getheader(header) == theirs.getheader(header)
+    assert ours.read() == theirs.read()

@@ -82,8 +82,12 @@ class _Headers(dict[str, list[str]]):
 
 
 def _read_headers(fp: Any, _class: Any = None) -> _Headers:
-    """The header block of an answer, read within the standard library's bounds (a line over 64 KiB,
-    more than 100 headers: ``HTTPException``); a folded line continues the header before it."""
+    """The header block of an answer, within the standard library's bounds (a line over 64 KiB, or
+    100 lines with the blank one that ends them: ``HTTPException``), each well-formed header with the
+    value ``http.client`` gives it. Where they differ, on what no server should send: a folded line
+    continues the header before it joined by one space (RFC 9112 §5.2; the email parser keeps the
+    line break), and a line that is no header (no colon, or a continuation with nothing before it) is
+    skipped (the email parser ends the headers there, losing the ones after it)."""
     headers = _Headers()
     last: list[str] | None = None
     count = 0
@@ -91,16 +95,19 @@ def _read_headers(fp: Any, _class: Any = None) -> _Headers:
         line = fp.readline(_MAX_LINE + 1)
         if len(line) > _MAX_LINE:
             raise http.client.LineTooLong("header line")
-        if line in (b"\r\n", b"\n", b""):
-            return headers
         count += 1
         if count > _MAX_HEADERS:
             raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            return headers
         text = line.decode("iso-8859-1")
-        if text[0] in " \t" and last:
-            last[-1] = f"{last[-1]} {text.strip()}"
+        if text[0] in " \t":
+            if last:
+                last[-1] = f"{last[-1]} {text.strip()}"
             continue
-        name, _, value = text.partition(":")
+        name, colon, value = text.partition(":")
+        if not colon:
+            continue
         last = headers.setdefault(name.lower(), [])
         last.append(value.lstrip(" \t").rstrip("\r\n"))
 
