@@ -261,7 +261,11 @@ def write_under(
                     try:
                         temp = _link_unnamed(out.fileno(), parent, name)
                     except _CannotLink:
-                        temp, info = _copy_unnamed(out.fileno(), parent)
+                        copy, temp = _new_temp(parent)
+                        try:
+                            info = _copy_whole(out.fileno(), copy)
+                        finally:
+                            os.close(copy)
             if temp is not None:
                 try:
                     os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
@@ -291,6 +295,12 @@ def _new_file(parent: int) -> tuple[int, str | None]:
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                 raise
+    return _new_temp(parent)
+
+
+def _new_temp(parent: int) -> tuple[int, str]:
+    """A new empty file at a temp name in ``parent``, registered in :data:`_partials` (so the deadline's
+    cleanup removes it)."""
     fd, temp = _create_temp(parent)
     with _partials_lock:
         _partials.add((parent, temp))
@@ -313,33 +323,19 @@ class _CannotLink(Exception):
     """An unnamed file could not be given a name by a link."""
 
 
-def _copy_unnamed(fd: int, parent: int) -> tuple[str, os.stat_result]:
-    """The whole unnamed file ``fd`` copied to a new temp name in ``parent`` (its times too) and fsynced,
-    for the caller to rename into place; returns the name and the copy's stat."""
-    temp_fd, temp = _create_temp(parent)
-    with _partials_lock:
-        _partials.add((parent, temp))
-    try:
-        offset = 0
-        while data := os.pread(fd, CHUNK, offset):
-            view = memoryview(data)
-            while view:
-                view = view[os.write(temp_fd, view) :]
-            offset += len(data)
-        os.fsync(temp_fd)
-        source = os.fstat(fd)
-        os.utime(temp_fd, ns=(source.st_atime_ns, source.st_mtime_ns))
-        return temp, os.fstat(temp_fd)
-    except BaseException:
-        try:
-            os.unlink(temp, dir_fd=parent)
-        except FileNotFoundError:
-            pass
-        with _partials_lock:
-            _partials.discard((parent, temp))
-        raise
-    finally:
-        os.close(temp_fd)
+def _copy_whole(source: int, target: int) -> os.stat_result:
+    """Copy the whole of file ``source`` into the empty file ``target``, its times too, and fsync it
+    (an unnamed file that cannot be linked); returns the copy's stat."""
+    offset = 0
+    while data := os.pread(source, CHUNK, offset):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(target, view) :]
+        offset += len(data)
+    os.fsync(target)
+    times = os.fstat(source)
+    os.utime(target, ns=(times.st_atime_ns, times.st_mtime_ns))
+    return os.fstat(target)
 
 
 def _link_unnamed(fd: int, parent: int, name: str) -> str | None:
