@@ -104,7 +104,7 @@ def bounded(work: Callable[[T], R], items: Iterable[T], concurrency: int, name: 
     first exception stops the run (what is pending is cancelled) and propagates. Each future puts
     itself on a queue when done, so taking the next result costs the same however many are pending
     (``concurrent.futures.wait`` locks and unlocks every pending future on each call: with 64 pending
-    and a result every millisecond, that was a quarter of a small-file hydrate's main-thread CPU).
+    and a result every millisecond, that was the main thread's largest cost in a small-file hydrate).
     """
     finished: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=name) as pool:
