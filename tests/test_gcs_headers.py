@@ -8,8 +8,8 @@ import io
 
 import pytest
 
-from syncops.stores import gcs_data
-from syncops.stores.gcs_data import _read_headers
+from syncops.stores import httpconn
+from syncops.stores.httpconn import read_headers
 
 BLOCKS = {
     "a media GET": (
@@ -27,7 +27,7 @@ def test_the_lean_parser_reads_what_the_standard_library_reads(name: str):
     raw = BLOCKS[name]
     ours, theirs = io.BytesIO(raw), io.BytesIO(raw)
     ours.readline(), theirs.readline()  # the status line
-    lean, standard = _read_headers(ours), http.client.parse_headers(theirs)
+    lean, standard = read_headers(ours), http.client.parse_headers(theirs)
     assert [(k.lower(), v) for k, v in standard.items()] == lean.items()
     for header, _ in standard.items():
         assert lean.get(header.upper()) == standard.get(header)
@@ -38,7 +38,7 @@ def test_the_lean_parser_reads_what_the_standard_library_reads(name: str):
 
 
 def test_a_folded_header_continues_the_one_before():
-    lean = _read_headers(io.BytesIO(b"X-Long: one\r\n\ttwo\r\n three\r\nNext: n\r\n\r\n"))
+    lean = read_headers(io.BytesIO(b"X-Long: one\r\n\ttwo\r\n three\r\nNext: n\r\n\r\n"))
     assert lean.items() == [("x-long", "one two three"), ("next", "n")]
 
 
@@ -47,17 +47,17 @@ def test_the_header_bounds_are_the_standard_librarys_100_lines_with_the_blank_on
         return b"".join(b"X-%d: v\r\n" % i for i in range(count)) + b"\r\n"
 
     assert len(http.client.parse_headers(io.BytesIO(block(99))).items()) == 99
-    assert len(_read_headers(io.BytesIO(block(99))).items()) == 99
+    assert len(read_headers(io.BytesIO(block(99))).items()) == 99
     long = b"X-Long: " + b"v" * 65536 + b"\r\n\r\n"
     for raw, error in ((block(100), http.client.HTTPException), (long, http.client.LineTooLong)):
         with pytest.raises(error):
             http.client.parse_headers(io.BytesIO(raw))
         with pytest.raises(error):
-            _read_headers(io.BytesIO(raw))
+            read_headers(io.BytesIO(raw))
 
 
 def test_a_line_that_is_no_header_is_skipped_and_the_headers_after_it_are_kept():
-    lean = _read_headers(io.BytesIO(b" stray continuation\r\nbogus line\r\nContent-Length: 3\r\n\r\n"))
+    lean = read_headers(io.BytesIO(b" stray continuation\r\nbogus line\r\nContent-Length: 3\r\n\r\n"))
     assert lean.items() == [("content-length", "3")]
 
 
@@ -82,11 +82,11 @@ ANSWERS = {
 
 @pytest.mark.parametrize("name", list(ANSWERS))
 def test_the_connections_answers_read_as_the_standard_librarys_do(name: str):
-    assert gcs_data._TimedConnection.response_class is gcs_data._Response
+    assert httpconn.TimedConnection.response_class is httpconn.Response
     raw = ANSWERS[name]
-    ours, theirs = gcs_data._Response(_Socket(raw), method="GET"), http.client.HTTPResponse(_Socket(raw), method="GET")
+    ours, theirs = httpconn.Response(_Socket(raw), method="GET"), http.client.HTTPResponse(_Socket(raw), method="GET")
     ours.begin(), theirs.begin()
-    assert isinstance(ours.headers, gcs_data._Headers), "read by the lean parser"
+    assert isinstance(ours.headers, httpconn.Headers), "read by the lean parser"
     assert (ours.status, ours.reason, ours.version, ours.will_close, ours.chunked, ours.length) == (
         theirs.status,
         theirs.reason,

@@ -6,7 +6,7 @@ objects was 6× rclone. Why not urllib3 either: its pool, retry and response obj
 CPU per small GET here against 0.15 ms for the standard library's ``http.client`` on the same
 connection, and with 1,000 objects on two shared cores that CPU is the wall time. So one
 ``GET /download/storage/v1/b/B/o/NAME?alt=media`` is sent on an ``http.client`` connection taken from
-a small LIFO pool (:class:`_Connections`), with google-auth's credentials applied to it.
+a small LIFO pool (:mod:`syncops.stores.httpconn`), with google-auth's credentials applied to it.
 google-cloud-storage stays the control plane (index reads with their time, listings, conditional
 writes, error details).
 
@@ -24,17 +24,14 @@ import hashlib
 import http.client
 import io
 import os
-import select
-import socket
-import ssl
 import threading
-import types
 from collections.abc import Callable
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 from syncops import retry, timeouts
 from syncops.errors import AccessDenied, NotFound, StoreError, Unavailable
+from syncops.stores.httpconn import Connections, describe, transport_decision
 from syncops.stores.ranged import ObjectChanged, Part, RangedReader
 
 CHUNK = 1 << 20
@@ -49,162 +46,6 @@ class _Transient(Exception):
         super().__init__(str(error))
         self.decision = decision
         self.error = error
-
-
-def _transport_decision(exc: BaseException) -> retry.Decision:
-    """A request that got no (whole) answer: a reset, a refusal, a timeout, a name that did not resolve,
-    a connection closed mid-body or mid-header. Retried, as urllib3's errors for the same were; a TLS
-    failure (certificate, protocol) is not."""
-    if isinstance(exc, ssl.SSLError) and not isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-        return retry.Decision(retry.Verdict.FATAL, reason=type(exc).__name__)
-    return retry.Decision(retry.Verdict.RETRY, reason=type(exc).__name__)
-
-
-#: The standard library's bounds on an answer's header block, kept by :func:`_read_headers`.
-_MAX_LINE = 65536
-_MAX_HEADERS = 100
-
-
-class _Headers(dict[str, list[str]]):
-    """An answer's headers by lower-cased name, with the three methods ``http.client`` and we use of
-    its ``HTTPMessage`` (``get``, ``get_all``, ``items``). Building an ``HTTPMessage`` goes through the
-    email package's parser: about a tenth of a small object's hydrate CPU here."""
-
-    def get(self, name: str, failobj: Any = None) -> Any:  # type: ignore[override]
-        values = super().get(name.lower())
-        return values[0] if values else failobj
-
-    def get_all(self, name: str, failobj: Any = None) -> Any:
-        return super().get(name.lower()) or failobj
-
-    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
-        return [(name, value) for name, values in super().items() for value in values]
-
-
-def _read_headers(fp: Any, _class: Any = None) -> _Headers:
-    """The header block of an answer, within the standard library's bounds (a line over 64 KiB, or
-    100 lines with the blank one that ends them: ``HTTPException``), each well-formed header with the
-    value ``http.client`` gives it. Where they differ, on what no server should send: a folded line
-    continues the header before it joined by one space (RFC 9112 §5.2; the email parser keeps the
-    line break), and a line that is no header (no colon, or a continuation with nothing before it) is
-    skipped (the email parser ends the headers there, losing the ones after it)."""
-    headers = _Headers()
-    last: list[str] | None = None
-    count = 0
-    while True:
-        line = fp.readline(_MAX_LINE + 1)
-        if len(line) > _MAX_LINE:
-            raise http.client.LineTooLong("header line")
-        count += 1
-        if count > _MAX_HEADERS:
-            raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
-        if line in (b"\r\n", b"\n", b""):
-            return headers
-        text = line.decode("iso-8859-1")
-        if text[0] in " \t":
-            if last:
-                last[-1] = f"{last[-1]} {text.strip()}"
-            continue
-        name, colon, value = text.partition(":")
-        if not colon:
-            continue
-        last = headers.setdefault(name.lower(), [])
-        last.append(value.lstrip(" \t").rstrip("\r\n"))
-
-
-class _Response(http.client.HTTPResponse):
-    """``HTTPResponse`` exactly as the standard library has it, but for the header parser its
-    ``begin`` calls (:func:`_read_headers` instead of the email package's)."""
-
-    begin = types.FunctionType(
-        http.client.HTTPResponse.begin.__code__,
-        {**http.client.HTTPResponse.begin.__globals__, "parse_headers": _read_headers},
-        "begin",
-    )
-
-
-class _TimedConnection(http.client.HTTPConnection):
-    """Opens within the connect timeout; then every wait for bytes is bounded by the read timeout."""
-
-    response_class = _Response
-    connect_timeout: float
-    read_timeout: float
-
-    def connect(self) -> None:
-        self.timeout = self.connect_timeout
-        super().connect()  # for HTTPS the TLS handshake too, under the connect timeout
-        assert self.sock is not None
-        self.sock.settimeout(self.read_timeout)
-
-
-class _TimedHttpsConnection(_TimedConnection, http.client.HTTPSConnection):
-    pass
-
-
-class _Connections:
-    """Keep-alive connections to one endpoint, reused last-in first-out (a warm one first).
-
-    A connection goes back only after its answer was read whole; one that failed in any way is closed.
-    One that sat idle and was closed by the server (readable while no request is out: EOF) is dropped
-    when taken, as urllib3 does, so a server's idle timeout never costs a request an attempt.
-    """
-
-    def __init__(self, base_url: str, *, keep: int) -> None:
-        parts = urlsplit(base_url)
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname or "localhost"
-        self.port = parts.port
-        self._keep = keep
-        self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-        self._context = ssl.create_default_context() if self.https else None
-        self._connect_timeout = timeouts.connect()
-        self._read_timeout = timeouts.read()
-
-    def take(self) -> http.client.HTTPConnection:
-        while True:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                return self._new()
-            if not _dropped(conn):
-                return conn
-            conn.close()
-
-    def give(self, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < self._keep:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def _new(self) -> http.client.HTTPConnection:
-        conn: _TimedConnection
-        if self.https:
-            conn = _TimedHttpsConnection(self.host, self.port, context=self._context)
-        else:
-            conn = _TimedConnection(self.host, self.port)
-        conn.connect_timeout = self._connect_timeout
-        conn.read_timeout = self._read_timeout
-        return conn
-
-    def clear(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """True when an idle connection's server has closed it (or sent bytes nobody asked for)."""
-    sock = conn.sock
-    if sock is None:
-        return False  # not connected yet (or closed by an answer with Connection: close): connects anew
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
 
 
 class _RefreshTransport:
@@ -249,7 +90,7 @@ class GcsDownloader:
         self._credentials = credentials
         self._refresh = _RefreshTransport()
         self._anonymous = type(credentials).__name__ == "AnonymousCredentials"
-        self._connections = _Connections(base, keep=max(10, concurrency + 4))
+        self._connections = Connections(base, keep=max(10, concurrency + 4))
         self.ranged = RangedReader(name="syncops-gcs-part")
 
     def _target(self, name: str, generation: str | None = None) -> str:
@@ -288,9 +129,9 @@ class GcsDownloader:
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             error = Unavailable(
-                f"download {self._where(key)}: {_describe(exc)} (after {self._policy.attempts} attempts)"
+                f"download {self._where(key)}: {describe(exc)} (after {self._policy.attempts} attempts)"
             )
-            raise _Transient(_transport_decision(exc), error) from None
+            raise _Transient(transport_decision(exc), error) from None
 
     def _request(
         self, target: str, key: str, headers: dict[str, str] | None = None
@@ -323,17 +164,7 @@ class GcsDownloader:
         raise _Transient(decision, error)
 
     def _discard(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
-        """Read an answer that is not wanted (an error's short body) so its connection can be reused; a
-        long or broken one closes the connection instead."""
-        try:
-            length = response.length
-            if length is not None and length <= 64 * 1024:
-                response.read()
-                self._connections.give(conn)
-                return
-        except (OSError, http.client.HTTPException):
-            pass
-        conn.close()
+        self._connections.drain(conn, response)
 
     def fetch(self, name: str, key: str, out: BinaryIO, *, check: bool = True) -> tuple[int, str]:
         """Stream object ``name`` into ``out``; returns the byte count and the generation."""
@@ -394,8 +225,8 @@ class GcsDownloader:
             except _Transient as failed:
                 decision, error = failed.decision, failed.error
             except _BodyBroke as broke:  # the body broke off (or stalled)
-                decision = _transport_decision(broke.cause)
-                error = Unavailable(f"download {self._where(key)}: {_describe(broke.cause)}")
+                decision = transport_decision(broke.cause)
+                error = Unavailable(f"download {self._where(key)}: {describe(broke.cause)}")
             if not transfer.again(decision, in_body=in_body):
                 raise error from None
             out.seek(start)
@@ -432,8 +263,8 @@ class GcsDownloader:
                 data = response.read()
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                error = Unavailable(f"download {self._where(key)}: {_describe(exc)}")
-                raise _Transient(_transport_decision(exc), error) from None
+                error = Unavailable(f"download {self._where(key)}: {describe(exc)}")
+                raise _Transient(transport_decision(exc), error) from None
             self._connections.give(conn)
             total = _total_size(response.getheader("Content-Range", ""))
             generation = response.getheader("x-goog-generation", "")
@@ -462,16 +293,6 @@ class _BodyBroke(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
-
-
-def _describe(exc: BaseException) -> str:
-    """A transport failure in words (``timed out`` alone says little; a bare reset says nothing)."""
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return "read timed out" if str(exc) in ("", "timed out") else f"timed out: {exc}"
-    if isinstance(exc, http.client.IncompleteRead):
-        return "the body broke off" + (f" ({exc.expected} bytes missing)" if exc.expected else "")
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _total_size(content_range: str) -> int:
