@@ -54,6 +54,7 @@ from syncops.stores.s3_fast import (
     UnsendableKey,
     register_lean_listing,
 )
+from syncops.stores.s3_lean import Defer, LeanS3, Signer, http_date, usable
 from syncops.stores.s3_session import ROLE_CHAIN_METHOD, new_session
 from syncops.stores.settings import StoreSettings
 
@@ -191,6 +192,8 @@ class S3Store:
         self._fast_uploads = self._fast_downloads
         self._uploader: Lazy[ObstoreUploader] = Lazy(self._new_uploader)
         self._upload_slots = threading.BoundedSemaphore(UPLOAD_PART_BUFFERS)
+        self._lean: Lazy[LeanS3 | None] = Lazy(self._new_lean)
+        self._lean_enabled = True  # off once boto3 had to take a request over (stores/s3_lean.py)
 
     @property
     def _session(self) -> Any:
@@ -281,6 +284,47 @@ class S3Store:
             where=self.url.object_url,
             denied=self._denied,
         )
+
+    def _new_lean(self) -> LeanS3 | None:
+        """Listings and streamed PUTs without boto3 when this store's setup is one that path handles
+        exactly as boto3 would (see stores/s3_lean.py); None otherwise."""
+        keys = None if self._settings.selects_aws_credentials else environment_credentials()
+        region = self._settings.aws_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if keys is None or self._endpoint is None or not usable(self._endpoint, region, keys_from_environment=True):
+            self._lean_enabled = False
+            return None
+        given = keys()
+        return LeanS3(
+            self._endpoint,
+            self.bucket,
+            signer=Signer(given["access_key_id"], given["secret_access_key"], given["token"], str(region)),
+            policy=self._policy,
+            page_size=LIST_PAGE_SIZE,
+            where=self._where,
+            refused=self._lean_refused,
+        )
+
+    def _where(self, key: str) -> str:
+        return self.url.object_url(key) if key else f"s3://{self.bucket}/{self.url.prefix}"
+
+    def _lean_refused(self, operation: str, key: str, status: int, code: str) -> Exception | None:
+        """Our error for an answer to a request of stores/s3_lean.py whose reading is boto3's too (see
+        :meth:`_translate`); None for any other, which boto3 then sends again."""
+        where = self._where(key)
+        if code == "NoSuchBucket":
+            return StoreError(f"{operation} {where}: bucket {self.bucket!r} does not exist")
+        if code in ("NoSuchKey", "NotFound") or status == 404:
+            return NotFound(f"{where}: not found")
+        if code in _DENIED_CODES or status in (401, 403):
+            return self._denied(operation, key, code or str(status))
+        if operation == "PutObject" and (code == "PreconditionFailed" or status == 412):
+            return PreconditionFailed(f"{operation} {where}: precondition failed ({code or status})")
+        if operation == "PutObject" and (code == "NotImplemented" or status == 501):
+            return ConditionUnsupported(f"{operation} {where}: {code or status} (the condition is not supported)")
+        return None
+
+    def _lean_client(self) -> LeanS3 | None:
+        return self._lean.get() if self._lean_enabled else None
 
     def _new_uploader(self) -> ObstoreUploader:
         return ObstoreUploader(
@@ -386,6 +430,18 @@ class S3Store:
 
     # -- contract ------------------------------------------------------------------------------
     def get(self, key: str) -> Blob:
+        lean = self._lean_client()
+        if lean is not None:
+            try:
+                data, etag, stamp = lean.get(self.url.full_key(key), key)
+            except Defer:
+                self._lean_enabled = False
+            else:
+                plain = self._etag_is_md5 and _PLAIN_ETAG.fullmatch(etag)
+                if not plain or hashlib.md5(data).hexdigest() == etag.strip('"'):
+                    return Blob(data=data, token=etag, last_modified=http_date(stamp))
+                # Bytes that do not match their ETag: read again below, on the budget and KMS check of
+                # every download.
         buffer = io.BytesIO()
         fetched, modified = self._download(key, buffer)
         return Blob(data=buffer.getvalue(), token=fetched.token, last_modified=modified)
@@ -395,16 +451,25 @@ class S3Store:
     ) -> str:
         conditions = _conditions(if_absent, if_token)
         content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
-        if isinstance(data, bytes) and len(data) <= FAST_PUT_LIMIT:
+        if isinstance(data, bytes) and len(data) <= FAST_PUT_LIMIT and self._lean_client() is None:
             token = self._fast_put(key, data, if_absent, if_token)
             if token is not None:
                 return token
-        if isinstance(data, bytes):
+        if isinstance(data, bytes) and self._lean_client() is None:
             return self._put_object(key, Body=data, ContentType=content_type, **conditions)
-        # A stream of chunks is spooled to a seekable body: botocore needs its length and rewinds
-        # it to retry.
-        body, _ = spooled(data)
+        # A stream of chunks is spooled to a seekable body (bytes too, for stores/s3_lean.py): both
+        # paths need its length and rewind it to retry.
+        body, size = spooled(data)
         with body:
+            lean = self._lean_client()
+            if lean is not None:
+                try:
+                    return lean.put(
+                        self.url.full_key(key), key, body, size, conditions=conditions, content_type=content_type
+                    )
+                except Defer:
+                    self._lean_enabled = False
+                    body.seek(0)
             return self._put_object(key, Body=body, ContentType=content_type, **conditions)
 
     def list(self) -> Iterator[ObjectInfo]:
@@ -428,25 +493,39 @@ class S3Store:
         every page. :meth:`list` reads them one page ahead (``read_ahead``)."""
         request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": LIST_PAGE_SIZE}
         while True:
-            try:
-                page = self._client.list_objects_v2(**request)
-            except Exception as exc:
-                raise self._translate(exc, "ListObjectsV2", None) from None
-            lean: ListingPage | None = page.get(LEAN_PAGE)
+            lean = self._lean_page(prefix, request.get("ContinuationToken"))
+            if lean is None:
+                try:
+                    page = self._client.list_objects_v2(**request)
+                except Exception as exc:
+                    raise self._translate(exc, "ListObjectsV2", None) from None
+                lean = page.get(LEAN_PAGE)
             if lean is not None:  # parsed by stores/s3_fast.py, not by botocore
                 token = tokens.next(lean.truncated, lean.token)
                 contents: Sequence[tuple[Any, Any, Any]] = lean.objects
             else:
                 token = tokens.next(page.get("IsTruncated") is True, page.get("NextContinuationToken"))
                 contents = [(i.get("Key"), i.get("Size"), i.get("LastModified")) for i in page.pop("Contents", ())]
-            del page, lean  # only the objects are kept while they are consumed
+            page = lean = None  # only the objects are kept while they are consumed
             yield tokens.page, contents
             if token is None:
                 return
             request["ContinuationToken"] = token
 
+    def _lean_page(self, prefix: str, token: str | None) -> ListingPage | None:
+        """A page through stores/s3_lean.py when this store goes that way; None when boto3 must ask
+        (not that way, or an answer that path leaves to boto3: from then on every request is boto3's)."""
+        lean = self._lean_client()
+        if lean is None:
+            return None
+        try:
+            return lean.page(prefix, token)
+        except Defer:
+            self._lean_enabled = False
+            return None
+
     def _denied(self, operation: str, key: str, code: str = "") -> AccessDenied:
-        where = self.url.object_url(key) if key else f"s3://{self.bucket}/{self.url.prefix}"
+        where = self._where(key)
         permission = _PERMISSIONS.get(operation, f"s3:{operation}")
         return AccessDenied(
             f"access denied{f' ({code})' if code else ''}: {operation} {where}; credentials from "
@@ -672,6 +751,9 @@ class S3Store:
         downloader = self._downloader.built()
         if downloader is not None:
             downloader.ranged.close()
+        lean = self._lean.built()
+        if lean is not None:
+            lean.close()
 
     # -- server-side copy (seed) ---------------------------------------------------------------
     def can_copy_from(self, source: object) -> bool:
