@@ -427,14 +427,16 @@ def test_an_error_inside_a_200_copy_object_is_retried(make_datastore, capsys, wa
     assert [w.decision.reason for w in waits] == ["500 InternalError"]
 
 
+@pytest.mark.parametrize("lean", ["on", "off"])
 @pytest.mark.parametrize("answer", ["error-inside-200", "cut-mid-page"])
 def test_a_listing_page_that_is_an_error_inside_a_200_or_cut_short_is_retried(
-    make_datastore, capsys, monkeypatch, waits, answer: str
+    make_datastore, capsys, monkeypatch, waits, answer: str, lean: str
 ):
     """The lean listing parser runs ahead of botocore's own check of 200 answers: a page it does not
     take (an ``<Error>`` in a 200, a body that breaks off) must still reach that check, be retried,
-    and never read as a short, final page."""
+    and never read as a short, final page. Discovery's own requests (stores/s3_lean.py) retry it too."""
     ds: Datastore = make_datastore("s3")
+    monkeypatch.setenv("SYNCOPS_S3_LEAN", lean)
     ds.seed({f"data/{n:03d}.txt": b"x" for n in range(30)})
     monkeypatch.setattr("syncops.stores.s3.LIST_PAGE_SIZE", 10)
     if answer == "error-inside-200":
@@ -457,6 +459,7 @@ def test_each_listing_page_is_parsed_once(make_datastore, monkeypatch):
     from syncops.discover import discover_outcome
 
     ds: Datastore = make_datastore("s3")
+    monkeypatch.setenv("SYNCOPS_S3_LEAN", "off")  # the boto3 path (stores/s3_lean.py has no botocore)
     ds.seed({f"data/{n:03d}.txt": b"x" for n in range(25)})
     monkeypatch.setattr("syncops.stores.s3.LIST_PAGE_SIZE", 10)
     checked: list[bytes] = []
@@ -483,12 +486,14 @@ PERMANENT_REDIRECT = (
 )
 
 
-@pytest.mark.parametrize("plane", ["obstore", "boto3"])
+@pytest.mark.parametrize("plane", ["lean", "obstore", "boto3"])
 @pytest.mark.parametrize("status", [301, 307])
 def test_a_bucket_in_another_region_is_one_line_naming_the_region(make_datastore, status: int, plane: str):
     """botocore's region redirector re-sends once, signed for the region S3 named (that is all it takes on
-    AWS); the obstore data plane hands the GET to boto3 at its first redirect. A redirect that persists
-    means the configured endpoint/region is wrong for the bucket: exit 2, one line naming the region."""
+    AWS); the obstore data plane hands the GET to boto3 at its first redirect; discovery's own requests
+    (stores/s3_lean.py, an explicit endpoint, for which botocore's redirector follows nothing) report it
+    at once. A redirect that persists means the configured endpoint/region is wrong for the bucket:
+    exit 2, one line naming the region."""
     ds = make_datastore("s3")
     ds.seed(FILES)
     with Proxy(ds.endpoint) as proxy:
@@ -501,12 +506,15 @@ def test_a_bucket_in_another_region_is_one_line_naming_the_region(make_datastore
                 reply_headers={"x-amz-bucket-region": "eu-west-3"},
             )
         )
-        env = wire.proxied_env("s3", ds.env, proxy, SYNCOPS_S3_DATA_PLANE=plane)
+        if plane == "lean":
+            env = wire.proxied_env("s3", ds.env, proxy)
+        else:
+            env = wire.proxied_env("s3", ds.env, proxy, SYNCOPS_S3_DATA_PLANE=plane, SYNCOPS_S3_LEAN="off")
         result = run_cli("discover", ds.url, "--json", env=env)
 
         assert result.code == 2, (result.stdout, result.stderr)
-        # obstore's one GET (no retry), then boto3's GET and the redirector's one re-sent GET.
-        assert wire.count("s3", proxy, wire.INDEX_GET, status) == (3 if plane == "obstore" else 2)
+        # lean: its one GET; obstore's one GET (no retry), then boto3's GET and the redirector's re-sent GET.
+        assert wire.count("s3", proxy, wire.INDEX_GET, status) == {"lean": 1, "obstore": 3, "boto3": 2}[plane]
         assert wire.count("s3", proxy, wire.LIST) == 0 and wire.count("s3", proxy, wire.INDEX_PUT) == 0
     line = result.stderr.strip()
     assert "\n" not in line and "Traceback" not in line

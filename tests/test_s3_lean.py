@@ -176,8 +176,8 @@ def test_a_throttled_page_is_retried_and_the_listing_is_whole(make_datastore):
     assert pages == [200, 503, 503, 200]
 
 
-def test_a_redirect_goes_to_boto3_which_names_the_region(make_datastore):
-    """A 301 is not read by the lean path: boto3 sends the request again and reports it as always."""
+def test_a_redirect_is_one_request_and_one_line_naming_the_region(make_datastore):
+    """For an explicit endpoint botocore's redirector follows nothing: the lean path reports it at once."""
     ds = make_datastore("s3")
     ds.raw.put("a.txt", b"a")
     with Proxy(ds.endpoint) as proxy:
@@ -193,10 +193,30 @@ def test_a_redirect_goes_to_boto3_which_names_the_region(make_datastore):
         result = run_cli("discover", ds.url, env={**ds.env, "AWS_ENDPOINT_URL": proxy.endpoint})
         lists = [s for s in proxy.seen if wire.request_kind("s3", s.method, s.path) == wire.LIST]
     assert result.code == 2, result.stderr
-    assert "is in region 'ap-south-2'" in result.stderr
-    assert (
-        "boto3" in lists[-1].headers.get("user-agent", "").lower() and lists[0].headers.get("user-agent") == "syncops"
-    )
+    assert "is in region 'ap-south-2'" in result.stderr and "AWS_REGION=ap-south-2" in result.stderr
+    assert [s.headers.get("user-agent") for s in lists] == ["syncops"]
+
+
+def test_an_answer_it_does_not_read_goes_to_boto3_which_reports_it(make_datastore):
+    """Another 4xx is not interpreted by the lean path: boto3 sends that request again and reports it."""
+    ds = make_datastore("s3")
+    ds.raw.put("a.txt", b"a")
+    with Proxy(ds.endpoint) as proxy:
+        proxy.add_fault(
+            Fault(
+                match=lambda method, path: wire.request_kind("s3", method, path) == wire.LIST,
+                status=400,
+                times=None,
+                reply_body=b"<Error><Code>InvalidArgument</Code><Message>no such thing</Message></Error>",
+            )
+        )
+        result = run_cli("discover", ds.url, env={**ds.env, "AWS_ENDPOINT_URL": proxy.endpoint})
+        lists = [s for s in proxy.seen if wire.request_kind("s3", s.method, s.path) == wire.LIST]
+    assert result.code == 4, result.stderr
+    assert "ListObjectsV2" in result.stderr and "InvalidArgument" in result.stderr and "no such thing" in result.stderr
+    agents = [s.headers.get("user-agent", "").split("/")[0].lower() for s in lists]
+    assert agents == ["syncops", "boto3"], "one lean request, then boto3's (not retried: a 400)"
+    assert ds.raw.get(".datastore-index.json") is None
 
 
 def test_wrong_keys_exit_3_with_one_request_and_the_usual_message(make_datastore):

@@ -307,7 +307,7 @@ class S3Store:
     def _where(self, key: str) -> str:
         return self.url.object_url(key) if key else f"s3://{self.bucket}/{self.url.prefix}"
 
-    def _lean_refused(self, operation: str, key: str, status: int, code: str) -> Exception | None:
+    def _lean_refused(self, operation: str, key: str, status: int, code: str, region: str) -> Exception | None:
         """Our error for an answer to a request of stores/s3_lean.py whose reading is boto3's too (see
         :meth:`_translate`); None for any other, which boto3 then sends again."""
         where = self._where(key)
@@ -315,6 +315,10 @@ class S3Store:
             return StoreError(f"{operation} {where}: bucket {self.bucket!r} does not exist")
         if code in ("NoSuchKey", "NotFound") or status == 404:
             return NotFound(f"{where}: not found")
+        if status in _REDIRECT_STATUSES or code in _REDIRECT_CODES:
+            # For an explicit endpoint botocore's redirector follows nothing either: a setting to fix.
+            answer = {"ResponseMetadata": {"HTTPHeaders": {"x-amz-bucket-region": region} if region else {}}}
+            return BadInput(f"{operation} {where}: {self._moved(answer, status, code)}")
         if code in _DENIED_CODES or status in (401, 403):
             return self._denied(operation, key, code or str(status))
         if operation == "PutObject" and (code == "PreconditionFailed" or status == 412):

@@ -15,9 +15,11 @@ them, and takes only what it does exactly as boto3 would:
   config-file settings) and any proxy setting stay with boto3 (:func:`usable`).
 * Every listing page goes through :class:`syncops.stores.base.PageTokens` like boto3's, and every
   request through the same retry policy (:mod:`syncops.retry`). The answers whose reading is certain
-  are read here with the store's own messages (``refused``): a denial, a missing bucket, and for a
-  PUT a refused condition (412) or a condition the server does not support (501). Any other answer
-  — a 3xx or another 4xx, a TLS failure, a 200 that is no listing — is not interpreted here:
+  are read here with the store's own messages (``refused``): a denial, a missing bucket or object, a
+  redirect naming the bucket's region (for an explicit endpoint botocore follows none: the setting is
+  wrong), and for a PUT a refused condition (412) or a condition the server does not support (501).
+  A 200 that is no listing (an ``<Error>`` inside it, a body cut short) is retried, as botocore
+  retries it. Any other answer — another 3xx or 4xx, a TLS failure — is not interpreted here:
   :class:`Defer` hands the request to boto3, which sends it again and follows, reports or names it
   as it always has.
 * A PUT's body is hashed (``x-amz-content-sha256``, so the server checks every byte) and then
@@ -33,13 +35,15 @@ import http.client
 import os
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import quote, urlsplit
 
 from syncops import retry
 from syncops.errors import Unavailable
 from syncops.stores.httpconn import Connections, describe, transport_decision
 from syncops.stores.s3_fast import ListingPage, parse_listing_page
+
+T = TypeVar("T")
 
 #: What every request says it is.
 USER_AGENT = "syncops"
@@ -50,8 +54,11 @@ SWITCH = "SYNCOPS_S3_LEAN"
 #: Bytes read from a body file per send (``http.client``'s default is 8 KiB).
 BLOCK = 1 << 20
 
-#: ``refused(operation, key, status, code)``: the store's error for an answer whose reading is certain, or None.
-Refused = Callable[[str, str, int, str], "Exception | None"]
+#: ``refused(operation, key, status, code, region)``: the store's error for an answer whose reading is
+#: certain, or None (``region``: the bucket's region when the answer names one, as a redirect does).
+Refused = Callable[[str, str, int, str, str], "Exception | None"]
+#: Codes of "another conditional write to this key is in flight" (409), retried like a 5xx.
+IN_FLIGHT_CODES = ("ConditionalRequestConflict", "OperationAborted")
 
 
 class Defer(Exception):
@@ -172,15 +179,11 @@ class LeanS3:
         query = {"list-type": "2", "prefix": prefix, "max-keys": str(self._page_size), "encoding-type": "url"}
         if token is not None:
             query["continuation-token"] = token
-        body = self._call("ListObjectsV2", "", "GET", self._bucket_path, query, {}, None)[1]
-        try:
-            return parse_listing_page(body)
-        except (SyntaxError, ValueError):  # not XML, or an <Error> in a 200: boto3 reads (and retries) those
-            raise Defer("a 200 that is no listing") from None
+        return self._call("ListObjectsV2", "", "GET", self._bucket_path, query, {}, None, read=_listing)[1]
 
     def get(self, full_key: str, key: str) -> tuple[bytes, str, str | None]:
         """Object ``full_key`` whole: its bytes, ETag and ``Last-Modified`` header."""
-        headers, body = self._call("GetObject", key, "GET", f"{self._bucket_path}/{full_key}", {}, {}, None)
+        headers, body = self._call("GetObject", key, "GET", f"{self._bucket_path}/{full_key}", {}, {}, None, read=bytes)
         return body, headers.get("etag") or "", headers.get("last-modified")
 
     def put(
@@ -198,7 +201,7 @@ class LeanS3:
         if "IfMatch" in conditions:
             extra["if-match"] = conditions["IfMatch"]
         path = f"{self._bucket_path}/{full_key}"
-        headers, _ = self._call("PutObject", key, "PUT", path, {}, extra, (body, size, digest.hexdigest()))
+        headers, _ = self._call("PutObject", key, "PUT", path, {}, extra, (body, size, digest.hexdigest()), read=bytes)
         return headers.get("etag") or ""
 
     def _call(
@@ -210,7 +213,11 @@ class LeanS3:
         query: dict[str, str],
         extra: dict[str, str],
         upload: tuple[BinaryIO, int, str] | None,
-    ) -> tuple[http.client.HTTPMessage, bytes]:
+        *,
+        read: Callable[[bytes], T],
+    ) -> tuple[http.client.HTTPMessage, T]:
+        """One request, retried within the policy; ``read`` turns a 2xx body into the result (raising
+        :class:`_Transient` for a body that is no answer: it is retried too)."""
         def judge(exc: Exception) -> retry.Decision:
             return exc.decision if isinstance(exc, _Transient) else retry.Decision(retry.Verdict.FATAL)
 
@@ -222,12 +229,17 @@ class LeanS3:
         where = self._where(key)
         try:
             return self._policy.call(
-                lambda: self._send(operation, key, method, path, target, query, extra, upload),
+                lambda: self._send(operation, key, method, path, target, query, extra, upload, read),
                 judge,
                 what=f"{operation} {where}",
                 rewind=rewind,
             )
         except _Transient as exc:
+            if exc.code in IN_FLIGHT_CODES:
+                raise Unavailable(
+                    f"{operation} {where}: {exc}: another conditional write to this key was still in flight "
+                    f"after {self._policy.attempts} attempts"
+                ) from None
             raise Unavailable(f"{operation} {where}: {exc} after {self._policy.attempts} attempts") from None
 
     def _send(
@@ -240,9 +252,10 @@ class LeanS3:
         query: dict[str, str],
         extra: dict[str, str],
         upload: tuple[BinaryIO, int, str] | None,
-    ) -> tuple[http.client.HTTPMessage, bytes]:
-        """One request: the answer's headers and body when it is a 2xx; our error, :class:`_Transient`
-        (for the retry policy) or :class:`Defer` otherwise."""
+        read: Callable[[bytes], T],
+    ) -> tuple[http.client.HTTPMessage, T]:
+        """One request: the answer's headers and ``read`` of its body when it is a 2xx; our error,
+        :class:`_Transient` (for the retry policy) or :class:`Defer` otherwise."""
         body, size, payload = upload if upload is not None else (None, 0, _EMPTY_SHA256)
         headers = self._signer.headers(method, self._host, path, query, self._clock(), payload=payload, extra=extra)
         headers["user-agent"] = USER_AGENT
@@ -268,12 +281,13 @@ class LeanS3:
             raise _Transient(decision, f"{describe(exc)} ({self._shown})") from None
         if status < 300:
             self._connections.give(conn)
-            return response.headers, answer
+            return response.headers, read(answer)
         code = _code(answer)
         decision = retry.classify(status, code, retry_after=retry_after)
         if decision.retriable:
-            raise _Transient(decision, f"{status} {code}".strip())
-        error = self._refused(operation, key, status, code)
+            raise _Transient(decision, f"{status} {code}".strip(), code)
+        region = response.getheader("x-amz-bucket-region") or _element(answer, "Region")
+        error = self._refused(operation, key, status, code, region)
         raise error if error is not None else Defer(f"HTTP {status} {code}".strip())
 
     def close(self) -> None:
@@ -285,9 +299,21 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 class _Transient(Exception):
-    def __init__(self, decision: retry.Decision, text: str) -> None:
+    def __init__(self, decision: retry.Decision, text: str, code: str = "") -> None:
         super().__init__(text)
         self.decision = decision
+        self.code = code
+
+
+def _listing(body: bytes) -> ListingPage:
+    """A 200's body as a listing page; an ``<Error>`` inside the 200 (S3 sends ``InternalError`` so) or a
+    body that is not XML (cut short) is a failed request, retried as botocore retries them."""
+    try:
+        return parse_listing_page(body)
+    except (SyntaxError, ValueError):
+        code = _code(body)
+        text = f"200 {code}" if code else "a listing page that is not well-formed XML"
+        raise _Transient(retry.classify(500, code), text, code) from None
 
 
 def http_date(text: str | None) -> datetime | None:
@@ -303,8 +329,12 @@ def http_date(text: str | None) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
+def _element(body: bytes, name: str) -> str:
+    """The text of the first ``<name>`` element of an S3 error document (empty when there is none)."""
+    start = body.find(f"<{name}>".encode())
+    end = body.find(f"</{name}>".encode(), start)
+    return body[start + len(name) + 2 : end].decode("utf-8", "replace").strip() if start >= 0 and end > start else ""
+
+
 def _code(body: bytes) -> str:
-    """The ``<Code>`` of an S3 error document (empty when there is none)."""
-    start = body.find(b"<Code>")
-    end = body.find(b"</Code>", start)
-    return body[start + 6 : end].decode("utf-8", "replace").strip() if start >= 0 and end > start else ""
+    return _element(body, "Code")
