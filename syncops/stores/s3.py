@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from syncops import retry, timeouts
 from syncops.errors import (
@@ -49,7 +49,6 @@ from syncops.stores.s3_data import (
 from syncops.stores.s3_fast import (
     FAST_PUT_LIMIT,
     LEAN_PAGE,
-    ListingPage,
     ObstoreUploader,
     UnsendableKey,
     register_lean_listing,
@@ -57,6 +56,8 @@ from syncops.stores.s3_fast import (
 from syncops.stores.s3_lean import Defer, LeanS3, Signer, http_date, usable
 from syncops.stores.s3_session import ROLE_CHAIN_METHOD, new_session
 from syncops.stores.settings import StoreSettings
+
+T = TypeVar("T")
 
 #: Attempts per request, first try included (see :mod:`syncops.retry`: ``SYNCOPS_MAX_ATTEMPTS`` or the
 #: AWS SDKs' ``AWS_MAX_ATTEMPTS`` change it; tests lower it so a persistent failure fails fast).
@@ -308,27 +309,21 @@ class S3Store:
         return self.url.object_url(key) if key else f"s3://{self.bucket}/{self.url.prefix}"
 
     def _lean_refused(self, operation: str, key: str, status: int, code: str, region: str) -> Exception | None:
-        """Our error for an answer to a request of stores/s3_lean.py whose reading is boto3's too (see
-        :meth:`_translate`); None for any other, which boto3 then sends again."""
-        where = self._where(key)
-        if code == "NoSuchBucket":
-            return StoreError(f"{operation} {where}: bucket {self.bucket!r} does not exist")
-        if code in ("NoSuchKey", "NotFound") or status == 404:
-            return NotFound(f"{where}: not found")
-        if status in _REDIRECT_STATUSES or code in _REDIRECT_CODES:
-            # For an explicit endpoint botocore's redirector follows nothing either: a setting to fix.
-            answer = {"ResponseMetadata": {"HTTPHeaders": {"x-amz-bucket-region": region} if region else {}}}
-            return BadInput(f"{operation} {where}: {self._moved(answer, status, code)}")
-        if code in _DENIED_CODES or status in (401, 403):
-            return self._denied(operation, key, code or str(status))
-        if operation == "PutObject" and (code == "PreconditionFailed" or status == 412):
-            return PreconditionFailed(f"{operation} {where}: precondition failed ({code or status})")
-        if operation == "PutObject" and (code == "NotImplemented" or status == 501):
-            return ConditionUnsupported(f"{operation} {where}: {code or status} (the condition is not supported)")
-        return None
+        """Our error for an answer to a request of stores/s3_lean.py, read as :meth:`_translate` reads
+        boto3's; None for any other, which boto3 then sends again."""
+        return self._answer_error(operation, key, self._where(key), status, code, message="", region=region)
 
-    def _lean_client(self) -> LeanS3 | None:
-        return self._lean.get() if self._lean_enabled else None
+    def _leanly(self, request: Callable[[LeanS3], T]) -> T | None:
+        """``request`` through stores/s3_lean.py when this store goes that way; None when boto3 must send
+        it: not that way, or an answer that path leaves to boto3 (then every later request is boto3's)."""
+        lean = self._lean.get() if self._lean_enabled else None
+        if lean is None:
+            return None
+        try:
+            return request(lean)
+        except Defer:
+            self._lean_enabled = False
+            return None
 
     def _new_uploader(self) -> ObstoreUploader:
         return ObstoreUploader(
@@ -379,43 +374,25 @@ class S3Store:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in ("NoSuchKey", "NotFound") or (status == 404 and code != "NoSuchBucket"):
-                return NotFound(f"{where}: not found")
-            if code == "NoSuchBucket":
-                return StoreError(f"{operation} {where}: bucket {self.bucket!r} does not exist")
-            if code == "PreconditionFailed" or status == 412:
-                return PreconditionFailed(f"{operation} {where}: precondition failed ({code or status})")
-            if code in ("ConditionalRequestConflict", "OperationAborted"):
-                # 409: another conditional write to this key was in flight on every attempt. Not a
-                # lost race (that is 412): nothing says another writer's object is there to adopt.
-                return Unavailable(
-                    f"{operation} {where}: {status} {code}: another conditional write to this key was still in "
-                    f"flight after {self._attempts} attempts"
-                )
-            moved = self._moved(exc.response, status, code)
-            if moved is not None:
-                # botocore already re-sent the request once to the region S3 named; still redirected, the
-                # configured endpoint or region is wrong for this bucket: a setting to fix, not a retry.
-                return BadInput(f"{operation} {where}: {moved}")
-            if code == "NotImplemented" or status == 501:
-                return ConditionUnsupported(f"{operation} {where}: {code or status} {error.get('Message', '')}")
-            if code in _DENIED_CODES or status in (401, 403):
-                return self._denied(operation, key or "", code or str(status))
+            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            region = headers.get("x-amz-bucket-region") or error.get("Region") or ""
+            message = str(error.get("Message", ""))
+            known = self._answer_error(operation, key or "", where, status, code, message=message, region=region)
+            if known is not None:
+                return known
             if decide(exc).retriable:
                 return Unavailable(f"{operation} {where}: {code or status} after {self._attempts} attempts")
-            return StoreError(f"{operation} {where} failed: {code or status} {error.get('Message', '')}".rstrip())
+            return StoreError(f"{operation} {where} failed: {code or status} {message}".rstrip())
         if isinstance(exc, (bx.BotoCoreError, *_body_errors())):
             return Unavailable(f"{operation} {where}: {exc} (after {self._attempts} attempts)")
         return exc
 
-    def _moved(self, response: dict[str, Any], status: int | None, code: str) -> str | None:
+    def _moved(self, status: int | None, code: str, region: str) -> str | None:
         """The message for a bucket that answered from another region (301 PermanentRedirect, 307, or a
         signature for the wrong region) when botocore's redirector could not follow it: it follows
         only for AWS's own endpoints, so this is a custom endpoint or a proxy in front of S3."""
         if status not in _REDIRECT_STATUSES and code not in _REDIRECT_CODES:
             return None
-        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        region = headers.get("x-amz-bucket-region") or response.get("Error", {}).get("Region")
         answer = f"{status or ''} {code if code != str(status) else ''}".strip()
         if region:
             return (
@@ -423,6 +400,37 @@ class S3Store:
                 f"set AWS_REGION={region} (or the stack's region), or use that region's endpoint"
             )
         return f"{answer}: the endpoint sent the request elsewhere (bucket {self.bucket!r} in another region?)"
+
+    def _answer_error(
+        self, operation: str, key: str, where: str, status: int | None, code: str, *, message: str, region: str
+    ) -> Exception | None:
+        """Our error for an S3 error answer whose meaning is certain, from boto3 or from stores/s3_lean.py
+        alike (``region``: the bucket's region when the answer names one); None for the others (the
+        caller's: retriable, or unknown)."""
+        if code in ("NoSuchKey", "NotFound") or (status == 404 and code != "NoSuchBucket"):
+            return NotFound(f"{where}: not found")
+        if code == "NoSuchBucket":
+            return StoreError(f"{operation} {where}: bucket {self.bucket!r} does not exist")
+        if code == "PreconditionFailed" or status == 412:
+            return PreconditionFailed(f"{operation} {where}: precondition failed ({code or status})")
+        if code in ("ConditionalRequestConflict", "OperationAborted"):
+            # 409: another conditional write to this key was in flight on every attempt. Not a
+            # lost race (that is 412): nothing says another writer's object is there to adopt.
+            return Unavailable(
+                f"{operation} {where}: {status} {code}: another conditional write to this key was still in "
+                f"flight after {self._attempts} attempts"
+            )
+        moved = self._moved(status, code, region)
+        if moved is not None:
+            # botocore re-sends a redirected request once, to the region S3 named, and only for AWS's own
+            # endpoints; still redirected, the configured endpoint or region is wrong for this bucket: a
+            # setting to fix, not a retry.
+            return BadInput(f"{operation} {where}: {moved}")
+        if code == "NotImplemented" or status == 501:
+            return ConditionUnsupported(f"{operation} {where}: {code or status} {message}".rstrip())
+        if code in _DENIED_CODES or status in (401, 403):
+            return self._denied(operation, key, code or str(status))
+        return None
 
     def _put_object(self, key: str, **kwargs: Any) -> str:
         """One PutObject through boto3 (retried by :meth:`_needs_retry`): its ETag, or our error type."""
@@ -434,18 +442,14 @@ class S3Store:
 
     # -- contract ------------------------------------------------------------------------------
     def get(self, key: str) -> Blob:
-        lean = self._lean_client()
-        if lean is not None:
-            try:
-                data, etag, stamp = lean.get(self.url.full_key(key), key)
-            except Defer:
-                self._lean_enabled = False
-            else:
-                plain = self._etag_is_md5 and _PLAIN_ETAG.fullmatch(etag)
-                if not plain or hashlib.md5(data).hexdigest() == etag.strip('"'):
-                    return Blob(data=data, token=etag, last_modified=http_date(stamp))
-                # Bytes that do not match their ETag: read again below, on the budget and KMS check of
-                # every download.
+        got = self._leanly(lambda lean: lean.get(self.url.full_key(key), key))
+        if got is not None:
+            data, etag, stamp = got
+            plain = self._etag_is_md5 and _PLAIN_ETAG.fullmatch(etag)
+            if not plain or hashlib.md5(data).hexdigest() == etag.strip('"'):
+                return Blob(data=data, token=etag, last_modified=http_date(stamp))
+            # Bytes that do not match their ETag: read again below, on the budget and KMS check of every
+            # download.
         buffer = io.BytesIO()
         fetched, modified = self._download(key, buffer)
         return Blob(data=buffer.getvalue(), token=fetched.token, last_modified=modified)
@@ -455,25 +459,25 @@ class S3Store:
     ) -> str:
         conditions = _conditions(if_absent, if_token)
         content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
-        if isinstance(data, bytes) and len(data) <= FAST_PUT_LIMIT and self._lean_client() is None:
-            token = self._fast_put(key, data, if_absent, if_token)
-            if token is not None:
-                return token
-        if isinstance(data, bytes) and self._lean_client() is None:
+        lean = self._lean.get() if self._lean_enabled else None
+        if isinstance(data, bytes) and lean is None:
+            if len(data) <= FAST_PUT_LIMIT:
+                token = self._fast_put(key, data, if_absent, if_token)
+                if token is not None:
+                    return token
             return self._put_object(key, Body=data, ContentType=content_type, **conditions)
-        # A stream of chunks is spooled to a seekable body (bytes too, for stores/s3_lean.py): both
-        # paths need its length and rewind it to retry.
+        # A stream of chunks (bytes too, for stores/s3_lean.py) as a seekable body: both paths need its
+        # length and rewind it to retry.
         body, size = spooled(data)
         with body:
-            lean = self._lean_client()
-            if lean is not None:
-                try:
-                    return lean.put(
-                        self.url.full_key(key), key, body, size, conditions=conditions, content_type=content_type
-                    )
-                except Defer:
-                    self._lean_enabled = False
-                    body.seek(0)
+            sent = self._leanly(
+                lambda lean: lean.put(
+                    self.url.full_key(key), key, body, size, conditions=conditions, content_type=content_type
+                )
+            )
+            if sent is not None:
+                return sent
+            body.seek(0)
             return self._put_object(key, Body=body, ContentType=content_type, **conditions)
 
     def list(self) -> Iterator[ObjectInfo]:
@@ -497,7 +501,7 @@ class S3Store:
         every page. :meth:`list` reads them one page ahead (``read_ahead``)."""
         request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": LIST_PAGE_SIZE}
         while True:
-            lean = self._lean_page(prefix, request.get("ContinuationToken"))
+            lean = self._leanly(lambda client: client.page(prefix, request.get("ContinuationToken")))
             if lean is None:
                 try:
                     page = self._client.list_objects_v2(**request)
@@ -515,18 +519,6 @@ class S3Store:
             if token is None:
                 return
             request["ContinuationToken"] = token
-
-    def _lean_page(self, prefix: str, token: str | None) -> ListingPage | None:
-        """A page through stores/s3_lean.py when this store goes that way; None when boto3 must ask
-        (not that way, or an answer that path leaves to boto3: from then on every request is boto3's)."""
-        lean = self._lean_client()
-        if lean is None:
-            return None
-        try:
-            return lean.page(prefix, token)
-        except Defer:
-            self._lean_enabled = False
-            return None
 
     def _denied(self, operation: str, key: str, code: str = "") -> AccessDenied:
         where = self._where(key)

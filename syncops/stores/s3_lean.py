@@ -57,8 +57,6 @@ BLOCK = 1 << 20
 #: ``refused(operation, key, status, code, region)``: the store's error for an answer whose reading is
 #: certain, or None (``region``: the bucket's region when the answer names one, as a redirect does).
 Refused = Callable[[str, str, int, str, str], "Exception | None"]
-#: Codes of "another conditional write to this key is in flight" (409), retried like a 5xx.
-IN_FLIGHT_CODES = ("ConditionalRequestConflict", "OperationAborted")
 
 
 class Defer(Exception):
@@ -235,12 +233,9 @@ class LeanS3:
                 rewind=rewind,
             )
         except _Transient as exc:
-            if exc.code in IN_FLIGHT_CODES:
-                raise Unavailable(
-                    f"{operation} {where}: {exc}: another conditional write to this key was still in flight "
-                    f"after {self._policy.attempts} attempts"
-                ) from None
-            raise Unavailable(f"{operation} {where}: {exc} after {self._policy.attempts} attempts") from None
+            # The store words an answer it knows (a 409 that persists); any other gets the generic line.
+            known = self._refused(operation, key, exc.status, exc.code, "") if exc.status else None
+            raise known or Unavailable(f"{operation} {where}: {exc} after {self._policy.attempts} attempts") from None
 
     def _send(
         self,
@@ -285,7 +280,7 @@ class LeanS3:
         code = _code(answer)
         decision = retry.classify(status, code, retry_after=retry_after)
         if decision.retriable:
-            raise _Transient(decision, f"{status} {code}".strip(), code)
+            raise _Transient(decision, f"{status} {code}".strip(), status, code)
         region = response.getheader("x-amz-bucket-region") or _element(answer, "Region")
         error = self._refused(operation, key, status, code, region)
         raise error if error is not None else Defer(f"HTTP {status} {code}".strip())
@@ -299,9 +294,13 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 class _Transient(Exception):
-    def __init__(self, decision: retry.Decision, text: str, code: str = "") -> None:
+    """A failed request the retry policy may cure: its verdict, and the answer's status and code (0 and
+    "" when there was no answer)."""
+
+    def __init__(self, decision: retry.Decision, text: str, status: int = 0, code: str = "") -> None:
         super().__init__(text)
         self.decision = decision
+        self.status = status
         self.code = code
 
 
@@ -313,7 +312,7 @@ def _listing(body: bytes) -> ListingPage:
     except (SyntaxError, ValueError):
         code = _code(body)
         text = f"200 {code}" if code else "a listing page that is not well-formed XML"
-        raise _Transient(retry.classify(500, code), text, code) from None
+        raise _Transient(retry.classify(500, code), text, 200, code) from None
 
 
 def http_date(text: str | None) -> datetime | None:
