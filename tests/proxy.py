@@ -9,8 +9,10 @@ unchanged, so SigV4 signatures still verify upstream.
 from __future__ import annotations
 
 import http.client
+import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -266,3 +268,40 @@ class Proxy:
         return sum(
             1 for s in self.seen if (method is None or s.method == method) and (predicate is None or predicate(s.path))
         )
+
+
+class Held:
+    """Requests held at the proxy (a :class:`Fault`'s ``before``) until :meth:`release` (or the end of a
+    ``with``); the test waits for a number of them to be waiting, without timing anything."""
+
+    def __init__(self) -> None:
+        self._arrived = threading.Condition()
+        self.count = 0
+        self._released = threading.Event()
+
+    def hold(self) -> None:
+        with self._arrived:
+            self.count += 1
+            self._arrived.notify_all()
+        self._released.wait(timeout=120)
+
+    def wait_for(self, count: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+        with self._arrived:
+            reached = self._arrived.wait_for(lambda: self.count >= count or proc.poll() is not None, timeout)
+        assert proc.poll() is None, "the process finished before it could be killed half-way"
+        assert reached, "the process never got half-way"
+
+    def release(self) -> None:
+        self._released.set()
+
+    def __enter__(self) -> Held:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()  # whatever happened, no request stays held (the proxy can shut down)
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc`` (it must still be running) and reap it."""
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL

@@ -6,18 +6,16 @@
 * push: the index is written last, in one conditional PUT, so a push killed during its uploads
   leaves the remote index exactly as it was (valid); the rerun publishes everything.
 
-The proxy slows the transfers down so the kill lands in the middle; the test waits for proof that
-it did (completed transfers counted by the proxy, a file being written open in the process) rather
-than for a time.
+The kill is lined up at the proxy, not timed: the first transfers pass, every later one is held
+there before it is answered, and the process is killed once both of its workers wait on a held
+request. Then exactly the transfers before them are complete, and each worker has a file open that
+has no name yet (hydrate) or an upload in flight (push).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,20 +26,15 @@ from syncops.localfs import PARTIAL_SUFFIX
 from tests import wire
 from tests.conftest import run_cli, syncops_command
 from tests.expect import assert_hydrated, assert_index_after_push, data_files
-from tests.proxy import FORWARD, Fault, Proxy
+from tests.proxy import RESET, Fault, Held, Proxy, kill
 
 FILES = {f"data/chunk-{i:02d}.bin": bytes([i]) * (96 * 1024 + i) for i in range(10)}
+#: Transfers let through before the proxy starts holding them.
+DONE_BEFORE = 4
 
 
-def kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], limit: float = 60) -> None:
-    """SIGKILL ``proc`` as soon as ``ready()`` holds (the process must still be running then)."""
-    deadline = time.monotonic() + limit
-    while not ready():
-        assert proc.poll() is None, "the process finished before it could be killed half-way"
-        assert time.monotonic() < deadline, "the process never got half-way"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
+#: Workers of the killed process: both end up waiting on a held request.
+WORKERS = 2
 
 
 def partial_files(root: Path) -> list[Path]:
@@ -71,19 +64,25 @@ def test_hydrate_killed_half_way_leaves_no_partial_file_and_the_rerun_fetches_on
     ds.seed(FILES)
     assert run_cli("discover", ds.url, env=ds.env).code == 0
     target = tmp_path / "cache"
-    with Proxy(ds.endpoint) as proxy:
-        slow = proxy.add_fault(Fault(wire.is_object_get(backend), status=FORWARD, times=None, trickle=0.05))
+    held = Held()
+    with Proxy(ds.endpoint) as proxy, held:
+        # The held GETs are reset when released (at the end): they never reach the server, and no
+        # late answer is counted among the rerun's.
+        hold = proxy.add_fault(
+            Fault(wire.is_object_get(backend), status=RESET, times=None, skip=DONE_BEFORE, before=held.hold)
+        )
         env = wire.proxied_env(backend, ds.env, proxy)
         proc = subprocess.Popen(
-            [*syncops_command(), "hydrate", ds.url, str(target), "--concurrency", "2"],
+            [*syncops_command(), "hydrate", ds.url, str(target), "--concurrency", str(WORKERS)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        # Half-way: some downloads complete, one in the middle of its body.
-        kill_when(
-            proc, lambda: wire.count(backend, proxy, wire.OBJECT_GET, 200) >= 4 and writing_under(proc.pid, target)
-        )
+        # Half-way: both workers wait on a held GET, each with its unnamed (or temp) file open; every
+        # download before those is complete, and named.
+        held.wait_for(WORKERS, proc)
+        assert writing_under(proc.pid, target)
+        kill(proc)
 
         # Nothing partial at a final path: every file there is whole and exact; no local index yet.
         done = data_files(target)
@@ -91,11 +90,11 @@ def test_hydrate_killed_half_way_leaves_no_partial_file_and_the_rerun_fetches_on
         if localfs._UNNAMED_FLAGS is not None:
             assert not partial, "a file with no name yet leaves nothing behind"
         whole = {k: v for k, v in done.items() if k not in partial}
-        assert 4 <= len(whole) < len(FILES)
+        assert len(whole) == DONE_BEFORE
         assert all(FILES[k] == v for k, v in whole.items())
         assert not (target / ".datastore-index.json").exists()
 
-        proxy.state.faults.remove(slow)
+        proxy.state.faults.remove(hold)
         proxy.reset_counts()
         rerun = run_cli("hydrate", ds.url, str(target), "--json", env=env)
         assert rerun.code == 0, rerun.stderr
@@ -119,16 +118,20 @@ def test_push_killed_half_way_leaves_the_remote_index_valid_and_unchanged(make_d
     for key, data in FILES.items():
         (source / key).parent.mkdir(parents=True, exist_ok=True)
         (source / key).write_bytes(data)
-    with Proxy(ds.endpoint) as proxy:
-        proxy.add_fault(Fault(wire.is_write(backend), status=FORWARD, times=None, delay=0.2))
+    held = Held()
+    with Proxy(ds.endpoint) as proxy, held:
+        # Held uploads are reset when released (at the end): they never reach the server.
+        proxy.add_fault(Fault(wire.is_write(backend), status=RESET, times=None, skip=DONE_BEFORE, before=held.hold))
         env = wire.proxied_env(backend, ds.env, proxy)
         proc = subprocess.Popen(
-            [*syncops_command(), "push", ds.url, str(source), "--concurrency", "2"],
+            [*syncops_command(), "push", ds.url, str(source), "--concurrency", str(WORKERS)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        kill_when(proc, lambda: wire.count(backend, proxy, wire.OBJECT_PUT, 200) >= 3)
+        held.wait_for(WORKERS, proc)  # both workers mid-upload; the uploads before them are done
+        kill(proc)
+        assert wire.count(backend, proxy, wire.OBJECT_PUT, 200) == DONE_BEFORE
         assert wire.count(backend, proxy, wire.INDEX_PUT) == 0
 
     # The index is untouched and valid; the uploaded objects are merely unindexed (verify says so).

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +22,7 @@ import pytest
 from syncops import index as idx
 from tests import wire
 from tests.conftest import CliResult, Datastore, run_cli, syncops_command
-from tests.proxy import FORWARD, RESET, Fault, Proxy, Seen
-from tests.test_crash import kill_when
+from tests.proxy import FORWARD, RESET, Fault, Held, Proxy, Seen, kill
 
 INDEX = ".datastore-index.json"
 DATA = {
@@ -320,9 +318,9 @@ def test_a_killed_seed_rerun_copies_only_what_is_missing(
 ) -> None:
     src, dst = make_datastore(source), make_datastore(target)
     src.seed(MANY)
-    released = threading.Event()
+    held = Held()
     if target == "s3":
-        hold = s3_copy_fault(status=RESET, skip=3, times=None, before=released.wait)
+        hold = s3_copy_fault(status=RESET, skip=3, times=None, before=held.hold)
         landed = lambda proxy: sum(1 for s in proxy.seen if is_s3_copy(s) and s.status == 200)  # noqa: E731
         copies = lambda seen: [s for s in seen if is_s3_copy(s)]  # noqa: E731
     else:
@@ -332,13 +330,13 @@ def test_a_killed_seed_rerun_copies_only_what_is_missing(
             status=RESET,
             skip=3,
             times=None,
-            before=released.wait,
+            before=held.hold,
         )
         landed = lambda proxy: wire.count("gcs", proxy, wire.OBJECT_PUT, 200)  # noqa: E731
         copies = lambda seen: [  # noqa: E731
             s for s in seen if wire.request_kind("gcs", s.method, s.path, s.body) == wire.OBJECT_PUT
         ]
-    with Proxy(dst.endpoint) as proxy:
+    with Proxy(dst.endpoint) as proxy, held:  # held copies are reset when released (at the end)
         env = wire.proxied_env(target, both(src, dst), proxy)
         proxy.add_fault(hold)
         proc = subprocess.Popen(
@@ -347,9 +345,10 @@ def test_a_killed_seed_rerun_copies_only_what_is_missing(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        # Three copies landed, the next ones are held at the proxy: kill the seed there.
-        kill_when(proc, lambda: landed(proxy) >= 3 and hold.hits >= 1)
-        released.set()  # the held copies are reset, never reach the server
+        # Both workers wait on a held copy, so the three before them have landed: kill the seed there.
+        held.wait_for(2, proc)
+        kill(proc)
+        assert landed(proxy) == 3
         proxy.state.faults.remove(hold)
         first = objects(dst)
         assert len(first) == 3 and dst.index() is None
