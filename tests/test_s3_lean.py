@@ -91,7 +91,7 @@ def test_a_conditional_put_is_signed_as_botocore_signs_it(condition: dict[str, s
 
 def test_the_lean_path_is_taken_only_where_it_is_exact(monkeypatch):
     monkeypatch.delenv("SYNCOPS_S3_LEAN", raising=False)
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "AWS_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
     assert usable("http://127.0.0.1:9000", "us-east-1", True)
     assert not usable(None, "us-east-1", True), "AWS's own endpoints stay with boto3"
@@ -101,6 +101,9 @@ def test_the_lean_path_is_taken_only_where_it_is_exact(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert not usable("http://127.0.0.1:9000", "us-east-1", True), "boto3 honours proxies, this path does not"
     monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/ssl/private-ca.pem")
+    assert not usable("https://minio.example:9000", "us-east-1", True), "a CA bundle of one's own: boto3"
+    monkeypatch.delenv("AWS_CA_BUNDLE")
     monkeypatch.setenv("SYNCOPS_S3_LEAN", "off")
     assert not usable("http://127.0.0.1:9000", "us-east-1", True)
 
