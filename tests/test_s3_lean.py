@@ -179,45 +179,38 @@ def test_a_throttled_page_is_retried_and_the_listing_is_whole(make_datastore):
     assert pages == [200, 503, 503, 200]
 
 
+def discover_with_listing_answer(ds, status: int, body: bytes, headers: dict[str, str] | None = None):
+    """``syncops discover`` with every listing request answered ``status`` and ``body`` at the proxy:
+    the result, and the user agent of each listing request sent (``syncops`` or boto3's)."""
+    ds.raw.put("a.txt", b"a")
+    is_list = lambda method, path: wire.request_kind("s3", method, path) == wire.LIST  # noqa: E731
+    with Proxy(ds.endpoint) as proxy:
+        proxy.add_fault(Fault(match=is_list, status=status, times=None, reply_body=body, reply_headers=headers))
+        result = run_cli("discover", ds.url, env={**ds.env, "AWS_ENDPOINT_URL": proxy.endpoint})
+        agents = [
+            s.headers.get("user-agent", "").split("/")[0].lower() for s in proxy.seen if is_list(s.method, s.path)
+        ]
+    return result, agents
+
+
 def test_a_redirect_is_one_request_and_one_line_naming_the_region(make_datastore):
     """For an explicit endpoint botocore's redirector follows nothing: the lean path reports it at once."""
-    ds = make_datastore("s3")
-    ds.raw.put("a.txt", b"a")
-    with Proxy(ds.endpoint) as proxy:
-        proxy.add_fault(
-            Fault(
-                match=lambda method, path: wire.request_kind("s3", method, path) == wire.LIST,
-                status=301,
-                times=None,
-                reply_body=b"<Error><Code>PermanentRedirect</Code><Message>elsewhere</Message></Error>",
-                reply_headers={"x-amz-bucket-region": "ap-south-2"},
-            )
-        )
-        result = run_cli("discover", ds.url, env={**ds.env, "AWS_ENDPOINT_URL": proxy.endpoint})
-        lists = [s for s in proxy.seen if wire.request_kind("s3", s.method, s.path) == wire.LIST]
+    redirect = b"<Error><Code>PermanentRedirect</Code><Message>elsewhere</Message></Error>"
+    result, agents = discover_with_listing_answer(
+        make_datastore("s3"), 301, redirect, {"x-amz-bucket-region": "ap-south-2"}
+    )
     assert result.code == 2, result.stderr
     assert "is in region 'ap-south-2'" in result.stderr and "AWS_REGION=ap-south-2" in result.stderr
-    assert [s.headers.get("user-agent") for s in lists] == ["syncops"]
+    assert agents == ["syncops"]
 
 
 def test_an_answer_it_does_not_read_goes_to_boto3_which_reports_it(make_datastore):
     """Another 4xx is not interpreted by the lean path: boto3 sends that request again and reports it."""
     ds = make_datastore("s3")
-    ds.raw.put("a.txt", b"a")
-    with Proxy(ds.endpoint) as proxy:
-        proxy.add_fault(
-            Fault(
-                match=lambda method, path: wire.request_kind("s3", method, path) == wire.LIST,
-                status=400,
-                times=None,
-                reply_body=b"<Error><Code>InvalidArgument</Code><Message>no such thing</Message></Error>",
-            )
-        )
-        result = run_cli("discover", ds.url, env={**ds.env, "AWS_ENDPOINT_URL": proxy.endpoint})
-        lists = [s for s in proxy.seen if wire.request_kind("s3", s.method, s.path) == wire.LIST]
+    refusal = b"<Error><Code>InvalidArgument</Code><Message>no such thing</Message></Error>"
+    result, agents = discover_with_listing_answer(ds, 400, refusal)
     assert result.code == 4, result.stderr
     assert "ListObjectsV2" in result.stderr and "InvalidArgument" in result.stderr and "no such thing" in result.stderr
-    agents = [s.headers.get("user-agent", "").split("/")[0].lower() for s in lists]
     assert agents == ["syncops", "boto3"], "one lean request, then boto3's (not retried: a 400)"
     assert ds.raw.get(".datastore-index.json") is None
 

@@ -36,6 +36,7 @@ import hmac
 import http.client
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import BinaryIO, TypeVar
 from urllib.parse import quote, urlsplit
@@ -59,6 +60,23 @@ BLOCK = 1 << 20
 #: ``refused(operation, key, status, code, region)``: the store's error for an answer whose reading is
 #: certain, or None (``region``: the bucket's region when the answer names one, as a redirect does).
 Refused = Callable[[str, str, int, str, str], "Exception | None"]
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One request of this path: what it is (for messages and the store's wording) and what is sent."""
+
+    operation: str  # the S3 API name: GetObject, ListObjectsV2, PutObject
+    key: str  # the datastore key it concerns ("" for a listing)
+    method: str
+    path: str  # the path as signed, not yet encoded
+    query: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # more headers to sign
+    upload: tuple[BinaryIO, int, str] | None = None  # body, its size, its sha256
+
+    @property
+    def target(self) -> str:
+        return _encode(self.path, safe="/-_.~") + (f"?{_query_string(self.query)}" if self.query else "")
 
 
 class Defer(Exception):
@@ -179,11 +197,11 @@ class LeanS3:
         query = {"list-type": "2", "prefix": prefix, "max-keys": str(self._page_size), "encoding-type": "url"}
         if token is not None:
             query["continuation-token"] = token
-        return self._call("ListObjectsV2", "", "GET", self._bucket_path, query, {}, None, read=_listing)[1]
+        return self._call(_Request("ListObjectsV2", "", "GET", self._bucket_path, query), _listing)[1]
 
     def get(self, full_key: str, key: str) -> tuple[bytes, str, str | None]:
         """Object ``full_key`` whole: its bytes, ETag and ``Last-Modified`` header."""
-        headers, body = self._call("GetObject", key, "GET", f"{self._bucket_path}/{full_key}", {}, {}, None, read=bytes)
+        headers, body = self._call(_Request("GetObject", key, "GET", f"{self._bucket_path}/{full_key}"), bytes)
         return body, headers.get("etag") or "", headers.get("last-modified")
 
     def put(
@@ -201,67 +219,43 @@ class LeanS3:
         if "IfMatch" in conditions:
             extra["if-match"] = conditions["IfMatch"]
         path = f"{self._bucket_path}/{full_key}"
-        headers, _ = self._call("PutObject", key, "PUT", path, {}, extra, (body, size, digest.hexdigest()), read=bytes)
+        request = _Request("PutObject", key, "PUT", path, extra=extra, upload=(body, size, digest.hexdigest()))
+        headers, _ = self._call(request, bytes)
         return headers.get("etag") or ""
 
-    def _call(
-        self,
-        operation: str,
-        key: str,
-        method: str,
-        path: str,
-        query: dict[str, str],
-        extra: dict[str, str],
-        upload: tuple[BinaryIO, int, str] | None,
-        *,
-        read: Callable[[bytes], T],
-    ) -> tuple[http.client.HTTPMessage, T]:
-        """One request, retried within the policy; ``read`` turns a 2xx body into the result (raising
+    def _call(self, request: _Request, read: Callable[[bytes], T]) -> tuple[http.client.HTTPMessage, T]:
+        """``request``, retried within the policy; ``read`` turns a 2xx body into the result (raising
         :class:`_Transient` for a body that is no answer: it is retried too)."""
+
         def judge(exc: Exception) -> retry.Decision:
             return exc.decision if isinstance(exc, _Transient) else retry.Decision(retry.Verdict.FATAL)
 
         def rewind() -> None:
-            if upload is not None:
-                upload[0].seek(0)
+            if request.upload is not None:
+                request.upload[0].seek(0)
 
-        target = _encode(path, safe="/-_.~") + (f"?{_query_string(query)}" if query else "")
-        where = self._where(key)
+        where = f"{request.operation} {self._where(request.key)}"
         try:
-            return self._policy.call(
-                lambda: self._send(operation, key, method, path, target, query, extra, upload, read),
-                judge,
-                what=f"{operation} {where}",
-                rewind=rewind,
-            )
+            return self._policy.call(lambda: self._send(request, read), judge, what=where, rewind=rewind)
         except _Transient as exc:
             # The store words an answer it knows (a 409 that persists); any other gets the generic line.
-            known = self._refused(operation, key, exc.status, exc.code, "") if exc.status else None
-            raise known or Unavailable(f"{operation} {where}: {exc} after {self._policy.attempts} attempts") from None
+            known = self._refused(request.operation, request.key, exc.status, exc.code, "") if exc.status else None
+            raise known or Unavailable(f"{where}: {exc} after {self._policy.attempts} attempts") from None
 
-    def _send(
-        self,
-        operation: str,
-        key: str,
-        method: str,
-        path: str,
-        target: str,
-        query: dict[str, str],
-        extra: dict[str, str],
-        upload: tuple[BinaryIO, int, str] | None,
-        read: Callable[[bytes], T],
-    ) -> tuple[http.client.HTTPMessage, T]:
+    def _send(self, request: _Request, read: Callable[[bytes], T]) -> tuple[http.client.HTTPMessage, T]:
         """One request: the answer's headers and ``read`` of its body when it is a 2xx; our error,
         :class:`_Transient` (for the retry policy) or :class:`Defer` otherwise."""
-        body, size, payload = upload if upload is not None else (None, 0, _EMPTY_SHA256)
-        headers = self._signer.headers(method, self._host, path, query, self._clock(), payload=payload, extra=extra)
+        body, size, payload = request.upload if request.upload is not None else (None, 0, _EMPTY_SHA256)
+        headers = self._signer.headers(
+            request.method, self._host, request.path, request.query, self._clock(), payload=payload, extra=request.extra
+        )
         headers["user-agent"] = USER_AGENT
-        if upload is not None:
+        if request.upload is not None:
             headers["content-length"] = str(size)
         conn = self._connections.take()
         conn.blocksize = BLOCK
         try:
-            conn.request(method, target, body=body, headers=headers)
+            conn.request(request.method, request.target, body=body, headers=headers)
             response = conn.getresponse()
             status = response.status
             if status >= 300:
@@ -284,7 +278,7 @@ class LeanS3:
         if decision.retriable:
             raise _Transient(decision, f"{status} {code}".strip(), status, code)
         region = response.getheader("x-amz-bucket-region") or _element(answer, "Region")
-        error = self._refused(operation, key, status, code, region)
+        error = self._refused(request.operation, request.key, status, code, region)
         raise error if error is not None else Defer(f"HTTP {status} {code}".strip())
 
     def close(self) -> None:
