@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -232,14 +233,20 @@ class _Handler(BaseHTTPRequestHandler):
 class Proxy:
     """``with Proxy(upstream) as proxy:`` — point clients at ``proxy.endpoint``."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: answer HTTPS with this server context (its certificate) instead of plain HTTP."""
         self.state = ProxyState(upstream=upstream.rstrip("/"))
         handler = type("Handler", (_Handler,), {"state": self.state})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         # A client killed mid-transfer (crash tests) breaks the pipe: expected, not worth a traceback.
         self._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        if tls is not None:
+            # The handshake is made in the handler's thread (a client that refuses the certificate
+            # must not stall the accepting one).
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True, do_handshake_on_connect=False)
+        scheme = "https" if tls is not None else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> Proxy:

@@ -91,7 +91,7 @@ def test_a_conditional_put_is_signed_as_botocore_signs_it(condition: dict[str, s
 
 def test_the_lean_path_is_taken_only_where_it_is_exact(monkeypatch):
     monkeypatch.delenv("SYNCOPS_S3_LEAN", raising=False)
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "AWS_CA_BUNDLE"):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     assert usable("http://127.0.0.1:9000", "us-east-1", True)
     assert not usable(None, "us-east-1", True), "AWS's own endpoints stay with boto3"
@@ -101,9 +101,6 @@ def test_the_lean_path_is_taken_only_where_it_is_exact(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert not usable("http://127.0.0.1:9000", "us-east-1", True), "boto3 honours proxies, this path does not"
     monkeypatch.delenv("HTTPS_PROXY")
-    monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/ssl/private-ca.pem")
-    assert not usable("https://minio.example:9000", "us-east-1", True), "a CA bundle of one's own: boto3"
-    monkeypatch.delenv("AWS_CA_BUNDLE")
     monkeypatch.setenv("SYNCOPS_S3_LEAN", "off")
     assert not usable("http://127.0.0.1:9000", "us-east-1", True)
 
@@ -225,3 +222,38 @@ def test_wrong_keys_exit_3_with_one_request_and_the_usual_message(make_datastore
     assert loaded["code"] == 3
     assert statuses == [403], "the index GET is denied once; nothing is retried or sent again"
     assert "credentials from environment" in report["error"] and "s3:GetObject" in report["error"]
+
+
+def self_signed(where: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, its own CA, and its key (openssl, one day)."""
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
+         "-out", str(cert), "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_an_https_endpoint_is_verified_against_aws_ca_bundle_and_a_refused_one_goes_to_the_sdks(
+    make_datastore, tmp_path: Path
+):
+    """As boto3 does, the lean path trusts exactly ``AWS_CA_BUNDLE`` when it is set; a certificate it
+    refuses is not read as an answer: the request goes the way it went before (the index GET through
+    obstore's data plane), which tries with its own CAs and fails: exit 4, nothing sent."""
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    ds = make_datastore("s3")
+    ds.raw.put("a.txt", b"a")
+    with Proxy(ds.endpoint, tls=server) as proxy:
+        env = {**ds.env, "AWS_ENDPOINT_URL": proxy.endpoint, "AWS_MAX_ATTEMPTS": "2"}
+        refused, loaded_refused = discover_in_process(ds.url, env)
+        assert proxy.seen == [], "no request got past a refused certificate"
+        report, loaded = discover_in_process(ds.url, {**env, "AWS_CA_BUNDLE": str(cert)})
+    assert loaded_refused["code"] == 4 and loaded_refused["obstore"] is True, refused
+    assert refused["error"].startswith(f"GetObject {ds.url}/_index/_meta.json"), refused["error"]
+    assert loaded == {"code": 0, "botocore": False, "obstore": False}
+    assert report["status"] == "discovered" and report["entries"] == 1

@@ -121,7 +121,9 @@ class Connections:
     when taken, as urllib3 does, so a server's idle timeout never costs a request an attempt.
     """
 
-    def __init__(self, base_url: str, *, keep: int) -> None:
+    def __init__(self, base_url: str, *, keep: int, cafile: str | None = None) -> None:
+        """``cafile``: verify ``https`` servers against these CAs only (as an SDK's CA-bundle setting
+        does) instead of the system's."""
         parts = urlsplit(base_url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "localhost"
@@ -129,7 +131,7 @@ class Connections:
         self._keep = keep
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
-        self._context = ssl.create_default_context() if self.https else None
+        self._context = ssl.create_default_context(cafile=cafile) if self.https else None
         self._connect_timeout = timeouts.connect()
         self._read_timeout = timeouts.read()
 

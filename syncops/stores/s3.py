@@ -303,6 +303,7 @@ class S3Store:
             page_size=LIST_PAGE_SIZE,
             where=self._where,
             refused=self._lean_refused,
+            cafile=os.environ.get("AWS_CA_BUNDLE") or None,
         )
 
     def _where(self, key: str) -> str:

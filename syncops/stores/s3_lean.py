@@ -12,9 +12,10 @@ them, and takes only what it does exactly as boto3 would:
   a region from the settings or the environment, and an endpoint given explicitly (``--endpoint-url``,
   ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, the settings): path-style requests, as the boto3
   client is configured for such endpoints. AWS's own endpoints (region redirects, FIPS, dual-stack,
-  config-file settings), a proxy setting and ``AWS_CA_BUNDLE`` stay with boto3 (:func:`usable`). An
-  ``https`` endpoint is verified against the system's CAs; a certificate they do not accept is handed
-  to boto3 (below), which checks it against its own bundle.
+  config-file settings) and a proxy setting stay with boto3 (:func:`usable`). An ``https`` endpoint
+  is verified against ``AWS_CA_BUNDLE`` when it is set (as boto3 verifies it), else against the
+  system's CAs; a certificate they do not accept is handed to boto3 (below), which checks it
+  against its own bundle (certifi's, or a ``ca_bundle`` of the config file) and reports it.
 * Every listing page goes through :class:`syncops.stores.base.PageTokens` like boto3's, and every
   request through the same retry policy (:mod:`syncops.retry`). The answers whose reading is certain
   are read here with the store's own messages (``refused``): a denial, a missing bucket or object, a
@@ -50,8 +51,8 @@ T = TypeVar("T")
 
 #: What every request says it is.
 USER_AGENT = "syncops"
-#: Environment settings boto3 honours and this path does not: proxies, a CA bundle of one's own.
-BOTO3_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "AWS_CA_BUNDLE")
+#: Environment settings boto3 honours and this path does not: proxies.
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 #: ``SYNCOPS_S3_LEAN=off`` sends discovery's requests through boto3 always (e.g. to compare).
 SWITCH = "SYNCOPS_S3_LEAN"
 #: Bytes read from a body file per send (``http.client``'s default is 8 KiB).
@@ -89,7 +90,7 @@ def usable(endpoint: str | None, region: str | None, keys_from_environment: bool
         return False
     if not endpoint or not region or not keys_from_environment:
         return False
-    if any(os.environ.get(name) for name in BOTO3_SETTINGS):
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
         return False
     parts = urlsplit(endpoint)
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query
@@ -176,6 +177,7 @@ class LeanS3:
         page_size: int,
         where: Callable[[str], str],
         refused: Refused,
+        cafile: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         parts = urlsplit(endpoint)
@@ -189,7 +191,7 @@ class LeanS3:
         self._where = where
         self._refused = refused
         self._clock = clock
-        self._connections = Connections(f"{parts.scheme}://{self._host}", keep=2)
+        self._connections = Connections(f"{parts.scheme}://{self._host}", keep=2, cafile=cafile)
 
     def page(self, prefix: str, token: str | None) -> ListingPage:
         """One page of the listing under ``prefix`` (after ``token``), retried within the policy:
