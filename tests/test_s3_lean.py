@@ -240,7 +240,8 @@ def test_an_https_endpoint_is_verified_against_aws_ca_bundle_and_a_refused_one_g
 ):
     """As boto3 does, the lean path trusts exactly ``AWS_CA_BUNDLE`` when it is set; a certificate it
     refuses is not read as an answer: the request goes the way it went before (the index GET through
-    obstore's data plane), which tries with its own CAs and fails: exit 4, nothing sent."""
+    obstore's data plane), which tries with its own CAs and fails: exit 4 naming the TLS refusal,
+    nothing sent."""
     import ssl
 
     cert, key = self_signed(tmp_path)
@@ -255,5 +256,6 @@ def test_an_https_endpoint_is_verified_against_aws_ca_bundle_and_a_refused_one_g
         report, loaded = discover_in_process(ds.url, {**env, "AWS_CA_BUNDLE": str(cert)})
     assert loaded_refused["code"] == 4 and loaded_refused["obstore"] is True, refused
     assert refused["error"].startswith(f"GetObject {ds.url}/_index/_meta.json"), refused["error"]
+    assert "TLS: the server's certificate was not accepted" in refused["error"], "the reason, not just 'error sending'"
     assert loaded == {"code": 0, "botocore": False, "obstore": False}
     assert report["status"] == "discovered" and report["entries"] == 1

@@ -49,6 +49,9 @@ T = TypeVar("T")
 _ERROR_CODE = re.compile(r"<Code>([^<]{1,64})</Code>")
 #: The kind of an HTTP failure in obstore's debug text (``Timeout``, ``Connect``, ``Request``, ...).
 _HTTP_KIND = re.compile(r"HttpError \{\s*kind: (\w+)")
+#: rustls's verdict on a refused certificate, inside obstore's debug text: the innermost name of
+#: ``InvalidCertificate(UnknownIssuer)`` or ``InvalidCertificate(Other(OtherError(CaUsedAsEndEntity)))``.
+_CERTIFICATE = re.compile(r"InvalidCertificate\((?:\s*\w+\()*\s*(\w+)")
 
 
 def environment_credentials() -> CredentialProvider | None:
@@ -134,6 +137,11 @@ def translate(
     kind = _HTTP_KIND.search(text)
     if kind is not None and kind.group(1) == "Timeout":
         summary += f" (timed out: no answer within {timeouts.read():g} s, SYNCOPS_READ_TIMEOUT)"
+    refused = _CERTIFICATE.search(text)
+    if refused is not None:
+        # obstore's first line says only "error sending request"; the reason is deep in its debug text.
+        why = refused.group(1)
+        summary += f" (TLS: the server's certificate was not accepted: {why}; AWS_CA_BUNDLE names the CAs to trust)"
     if status in (301, 307) or "redirect" in text.lower() or any(name in text for name in _WRONG_REGION_CODES):
         # The bucket lives in another region than the one configured (a 301 without Location reads
         # "Received redirect without LOCATION"); boto3 follows S3's region redirects, this client
