@@ -19,7 +19,6 @@ import base64
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from google.auth.exceptions import DefaultCredentialsError, RefreshError, TransportError
@@ -36,6 +35,7 @@ from syncops.errors import (
 from syncops.stores.base import Blob, DatastoreUrl, Fetched, Head, ObjectInfo, PageTokens, UploadBody, spooled
 from syncops.stores.gcs_credentials import configured_credentials
 from syncops.stores.gcs_data import GcsDownloader, data_plane_enabled
+from syncops.stores.httpconn import http_date
 from syncops.stores.settings import StoreSettings
 
 if TYPE_CHECKING:
@@ -253,11 +253,7 @@ class GcsStore:
             data, generation, modified = self._downloader().read(self.url.full_key(key), key)
         except AccessDenied:
             raise self._denied("get", key) from None
-        try:
-            last_modified = parsedate_to_datetime(modified) if modified else None
-        except (TypeError, ValueError):
-            last_modified = None
-        return Blob(data=data, token=generation, last_modified=last_modified)
+        return Blob(data=data, token=generation, last_modified=http_date(modified))
 
     def put(
         self, key: str, data: bytes | Iterable[bytes], *, if_absent: bool = False, if_token: str | None = None

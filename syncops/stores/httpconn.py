@@ -16,6 +16,7 @@ import socket
 import ssl
 import threading
 import types
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -203,3 +204,16 @@ def describe(exc: BaseException) -> str:
         return "the body broke off" + (f" ({exc.expected} bytes missing)" if exc.expected else "")
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def http_date(text: str | None) -> datetime | None:
+    """A ``Last-Modified`` header's time (UTC), None when absent or unreadable."""
+    if not text:
+        return None
+    from email.utils import parsedate_to_datetime
+
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

@@ -37,6 +37,7 @@ from syncops.stores.base import (
     read_ahead,
     spooled,
 )
+from syncops.stores.httpconn import http_date
 from syncops.stores.s3_data import (
     Lazy,
     ObstoreDownloader,
@@ -53,7 +54,7 @@ from syncops.stores.s3_fast import (
     UnsendableKey,
     register_lean_listing,
 )
-from syncops.stores.s3_lean import Defer, LeanS3, Signer, http_date, usable
+from syncops.stores.s3_lean import Defer, LeanS3, Signer, usable
 from syncops.stores.s3_session import ROLE_CHAIN_METHOD, new_session
 from syncops.stores.settings import StoreSettings
 

@@ -313,19 +313,6 @@ def _listing(body: bytes) -> ListingPage:
         raise _Transient(retry.classify(500, code), text, 200, code) from None
 
 
-def http_date(text: str | None) -> datetime | None:
-    """A ``Last-Modified`` header's time (UTC), None when absent or unreadable."""
-    if not text:
-        return None
-    from email.utils import parsedate_to_datetime
-
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-
 def _element(body: bytes, name: str) -> str:
     """The text of the first ``<name>`` element of an S3 error document (empty when there is none)."""
     start = body.find(f"<{name}>".encode())
