@@ -6,6 +6,7 @@ discover / hydrate / push / verify speak only this contract and the error types 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -173,7 +174,8 @@ class FileBody(Protocol):
 
 
 def spooled(data: bytes | Iterable[bytes]) -> tuple[BinaryIO, int]:
-    """A stream of chunks as a seekable file (memory up to 8 MiB, then a temp file) and its size.
+    """A stream of chunks as a seekable file (memory up to 8 MiB, then a temp file) and its size; bytes
+    as a file over them.
 
     SDK uploads need a length and a body they can rewind to retry; this gives them both without
     holding a big index in memory a second time. A :class:`FileBody` is opened, not copied.
@@ -182,8 +184,10 @@ def spooled(data: bytes | Iterable[bytes]) -> tuple[BinaryIO, int]:
 
     if isinstance(data, FileBody):
         return data.open(), data.size
+    if isinstance(data, bytes):
+        return io.BytesIO(data), len(data)  # already in memory: no second copy, no spill to disk
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
-    for chunk in [data] if isinstance(data, bytes) else data:
+    for chunk in data:
         spool.write(chunk)
     size = spool.tell()
     spool.seek(0)
