@@ -315,10 +315,13 @@ class S3Store:
         boto3's; None for any other, which boto3 then sends again."""
         return self._answer_error(operation, key, self._where(key), status, code, message="", region=region)
 
+    def _lean_client(self) -> LeanS3 | None:
+        return self._lean.get() if self._lean_enabled else None
+
     def _leanly(self, request: Callable[[LeanS3], T]) -> T | None:
         """``request`` through stores/s3_lean.py when this store goes that way; None when boto3 must send
         it: not that way, or an answer that path leaves to boto3 (then every later request is boto3's)."""
-        lean = self._lean.get() if self._lean_enabled else None
+        lean = self._lean_client()
         if lean is None:
             return None
         try:
@@ -461,8 +464,7 @@ class S3Store:
     ) -> str:
         conditions = _conditions(if_absent, if_token)
         content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
-        lean = self._lean.get() if self._lean_enabled else None
-        if isinstance(data, bytes) and lean is None:
+        if isinstance(data, bytes) and self._lean_client() is None:
             if len(data) <= FAST_PUT_LIMIT:
                 token = self._fast_put(key, data, if_absent, if_token)
                 if token is not None:
@@ -473,7 +475,7 @@ class S3Store:
         body, size = spooled(data)
         with body:
             sent = self._leanly(
-                lambda lean: lean.put(
+                lambda client: client.put(
                     self.url.full_key(key), key, body, size, conditions=conditions, content_type=content_type
                 )
             )
