@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,88 @@ def test_a_link_refused_by_the_disk_is_a_write_failure_not_a_reason_to_stop_unna
     assert localfs._UNNAMED_FLAGS == flags
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
     assert (tmp_path / "f.bin").read_bytes() == b"old"
+
+
+class _WatchedCondition(threading.Condition):
+    """A condition that says which threads waited on it, and signals each wait."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        super().__init__(lock)
+        self.waiters: list[str] = []
+        self.waited = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiters.append(threading.current_thread().name)
+        self.waited.set()
+        return super().wait(timeout)
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> _WatchedCondition:
+    """The temp-file registry of a process of its own (the cleanup keeps its lock for good)."""
+    lock = threading.Lock()
+    settled = _WatchedCondition(lock)
+    monkeypatch.setattr(localfs, "_partials", set())
+    monkeypatch.setattr(localfs, "_partials_lock", lock)
+    monkeypatch.setattr(localfs, "_links_settled", settled)
+    monkeypatch.setattr(localfs, "_links_in_flight", 0)
+    monkeypatch.setattr(localfs, "_stopping", False)
+    return settled
+
+
+def test_writers_link_at_once_and_the_deadline_cleanup_waits_for_links_begun_and_stops_new_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: _WatchedCondition
+):
+    """Two links in progress at the same moment (the lock is not held across a link); the deadline's
+    cleanup waits for both, whatever temp name they register is removed or renamed whole, and a writer
+    that comes to its link after the cleanup began never links."""
+    if localfs._UNNAMED_FLAGS is None:
+        pytest.fail("this machine has O_TMPFILE and /proc: the unnamed path must be the one in use")
+    (tmp_path / "taken.bin").write_bytes(b"old")  # this name is taken: its writer links a temp name
+    real_link = os.link
+    both_linking = threading.Barrier(3)
+    release = threading.Event()
+    links: list[str] = []
+
+    def held_link(src: str, dst: str, **kwargs: object) -> None:
+        links.append(dst)
+        if len(links) <= 2:
+            both_linking.wait(timeout=30)  # two writers inside a link at once
+            assert release.wait(timeout=30)
+        real_link(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(localfs.os, "link", held_link)
+    errors: list[BaseException] = []
+
+    def writer(key: str) -> None:
+        try:
+            write(tmp_path, key, key.encode())
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    first = [threading.Thread(target=writer, args=(k,), name=k, daemon=True) for k in ("new.bin", "taken.bin")]
+    for thread in first:
+        thread.start()
+    both_linking.wait(timeout=30)
+    assert localfs._links_in_flight == 2
+    cleanup = threading.Thread(target=localfs.remove_partial_files, name="cleanup", daemon=True)
+    cleanup.start()
+    assert registry.waited.wait(timeout=30)
+    assert registry.waiters == ["cleanup"], "the cleanup waits for the two links in progress"
+    registry.waited.clear()
+    late = threading.Thread(target=writer, args=("late.bin",), name="late", daemon=True)
+    late.start()
+    assert registry.waited.wait(timeout=30)
+    assert registry.waiters == ["cleanup", "late"], "the late writer waits instead of linking"
+    release.set()
+    cleanup.join(timeout=30)
+    first[0].join(timeout=30)  # the other writer may wait for the lock the cleanup keeps, as on the way out
+    assert not cleanup.is_alive() and not first[0].is_alive()
+    assert late.is_alive() and not (tmp_path / "late.bin").exists()
+    assert len(links) == 3 and sorted(links[:2]) == ["new.bin", "taken.bin"] and links[2].endswith(PARTIAL_SUFFIX)
+    assert (tmp_path / "new.bin").read_bytes() == b"new.bin"
+    # The taken name's writer linked a temp name and registered it before the cleanup ran: the cleanup
+    # removed it (the rename then finds nothing and the older copy stays) or the rename came first.
+    assert (tmp_path / "taken.bin").read_bytes() in (b"old", b"taken.bin")
+    assert [e for e in errors if not isinstance(e, FileNotFoundError)] == []
+    assert leftovers(tmp_path) == []
