@@ -49,6 +49,11 @@ GiB = 1024 * MiB
 INDEX = ".datastore-index.json"
 
 TOOLS = ("syncops", "s5cmd", "rclone", "aws")
+#: A yardstick, not a peer (large objects only): s5cmd's download, then an fsync of each file it wrote,
+#: i.e. what s5cmd would take if it made its files durable before calling them done, as syncops does.
+DURABLE_S5CMD = "s5cmd+fsync"
+#: Process ids of the servers running now, whose CPU each timed run also reports.
+SERVER_PIDS: list[int] = []
 JOBS = ("hydrate", "push", "discovery", "large", "gcs", "rehydrate", "fixed", "scale")
 DEFAULT_JOBS = ("hydrate", "push", "discovery", "large", "gcs", "rehydrate", "fixed")
 
@@ -113,6 +118,7 @@ class Timing:
     runs: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     rss: list[float] = field(default_factory=list)  # peak RSS of the process, MB
+    server: list[float] = field(default_factory=list)  # CPU seconds the server spent during the run
 
     @property
     def best(self) -> float:
@@ -125,6 +131,10 @@ class Timing:
     @property
     def peak_rss(self) -> float:
         return max(self.rss)
+
+    @property
+    def best_server(self) -> float:
+        return self.server[self.runs.index(self.best)]
 
 
 @dataclass
@@ -147,12 +157,17 @@ class Row:
             return None
         return ours.best / theirs.best
 
-    def record(self, tool: str, wall: float, cpu: float, rss: float) -> None:
+    def record(self, tool: str, wall: float, cpu: float, rss: float, server: float = math.nan) -> None:
         timing = self.timings.setdefault(tool, Timing(tool))
         timing.runs.append(wall)
         timing.cpu.append(cpu)
         timing.rss.append(rss)
-        print(f"  {self.title:>32}  {tool:8} {wall:7.2f} s  (cpu {cpu:6.2f} s, peak RSS {rss:6.0f} MB)", flush=True)
+        timing.server.append(server)
+        print(
+            f"  {self.title:>32}  {tool:8} {wall:7.2f} s  (cpu {cpu:6.2f} s, server cpu {server:5.2f} s, "
+            f"peak RSS {rss:6.0f} MB)",
+            flush=True,
+        )
 
 
 # -- running a tool -------------------------------------------------------------------------------------
@@ -163,22 +178,54 @@ class Row:
 GNU_TIME = Path("/usr/bin/time")
 
 
-def measure(argv: Sequence[str], env: dict[str, str], *, stdout: Path | None = None) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds (user + system) and peak RSS (MB, NaN without GNU time) of one command."""
+def measure(
+    argv: Sequence[str], env: dict[str, str], *, stdout: Path | None = None
+) -> tuple[float, float, float, float]:
+    """Wall seconds, CPU seconds (user + system), peak RSS (MB; NaN without GNU time) of one command, and
+    the CPU seconds the running servers spent meanwhile (the server shares the machine's cores)."""
     with tempfile.TemporaryDirectory() as scratch, open(stdout or os.devnull, "wb") as out:
         usage = Path(scratch) / "usage"
         launcher = [str(GNU_TIME), "-f", "%U %S %M", "-o", str(usage)] if GNU_TIME.exists() else []
         err = Path(scratch) / "stderr"
         with open(err, "wb") as errors:
+            server_before = server_cpu()
             start = time.perf_counter()
             proc = subprocess.run([*launcher, *argv], env=env, stdout=out, stderr=errors, stdin=subprocess.DEVNULL)
             wall = time.perf_counter() - start
+            server = server_cpu() - server_before
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{err.read_text(errors='replace')[-3000:]}")
         if launcher:
             user, system, peak_kib = usage.read_text().split()[-3:]
-            return wall, float(user) + float(system), int(peak_kib) / 1024
-    return wall, float("nan"), float("nan")
+            return wall, float(user) + float(system), int(peak_kib) / 1024, server
+    return wall, float("nan"), float("nan"), server
+
+
+def server_cpu() -> float:
+    """CPU seconds (user + system) the running servers have used so far; NaN where /proc cannot say."""
+    total = 0.0
+    for pid in SERVER_PIDS:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return math.nan
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def sha256_rate() -> float:
+    """Bytes per second one core hashes with SHA-256 here (best of three passes over 256 MiB)."""
+    import hashlib
+
+    block = os.urandom(8 * MiB)
+    best = math.inf
+    for _ in range(3):
+        digest = hashlib.sha256()
+        start = time.perf_counter()
+        for _ in range(32):
+            digest.update(block)
+        best = min(best, time.perf_counter() - start)
+    return 32 * len(block) / best
 
 
 def run_quietly(argv: Sequence[str], env: dict[str, str]) -> None:
@@ -235,6 +282,9 @@ def hydrate_command(tool: str, bucket: str, target: Path, endpoint: str) -> list
         return [str(BIN / "rclone"), "copy", rclone_s3(endpoint, bucket), str(target), *RCLONE_FLAGS]
     if tool == "aws":
         return [str(BIN / "aws"), "s3", "sync", f"s3://{bucket}", str(target), "--endpoint-url", endpoint, "--quiet"]
+    if tool == DURABLE_S5CMD:
+        script = f'"{BIN / "s5cmd"}" --endpoint-url "$1" cp "$2" "$3/" && find "$3" -type f -exec sync -- {{}} +'
+        return ["sh", "-c", script, "sh", endpoint, f"s3://{bucket}/*", str(target)]
     raise ValueError(tool)
 
 
@@ -602,6 +652,34 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
+def floors(rows: Sequence[Row], hash_rate: float | None) -> list[str]:
+    """For each large-object row: s5cmd's time once its files are made durable (measured), and the least
+    time a tool that also hashes every byte could take on these cores (CPU arithmetic), both over s5cmd's."""
+    lines = []
+    cores = os.cpu_count() or 1
+    for row in rows:
+        s5cmd, durable = row.timings.get("s5cmd"), row.timings.get(DURABLE_S5CMD)
+        if row.job != "large" or s5cmd is None or row.dataset is None:
+            continue
+        parts = []
+        if durable is not None:
+            parts.append(
+                f"s5cmd followed by an fsync of each file it wrote takes {durable.best / s5cmd.best:.2f}x "
+                "s5cmd's time"
+            )
+        if hash_rate and not math.isnan(s5cmd.best_server):
+            hashing = row.dataset.total / hash_rate
+            least = (s5cmd.best_cpu + s5cmd.best_server + hashing) / cores
+            parts.append(
+                f"s5cmd's CPU ({s5cmd.best_cpu:.2f} s) and the server's ({s5cmd.best_server:.2f} s) in s5cmd's best "
+                f"run plus a sha256 of every byte ({hashing:.2f} s at {hash_rate / 1e9:.2f} GB/s) need at least "
+                f"{least:.2f} s on {cores} cores, {least / s5cmd.best:.2f}x s5cmd's time, even perfectly overlapped"
+            )
+        if parts:
+            lines.append(f"* {row.title}: " + "; ".join(parts) + ".")
+    return lines
+
+
 def write_results(
     rows: Sequence[Row],
     scale: Sequence[dict[str, float]],
@@ -609,6 +687,7 @@ def write_results(
     repeats: int,
     png: Path | None,
     argv: Sequence[str],
+    hash_rate: float | None = None,
 ) -> str:
     lines = [
         "# syncops performance",
@@ -633,17 +712,27 @@ def write_results(
             f"| {ratio_cell(row.ratio('rclone'), True)} |"
         )
     lines += ["", "Targets (issue 12):", "", *verdicts(rows), ""]
+    floor_lines = floors(rows, hash_rate)
+    if floor_lines:
+        lines += [
+            "Large objects, against what keeping SPEC §3's promises costs on this machine (s5cmd neither "
+            "hashes nor fsyncs what it downloads):",
+            "",
+            *floor_lines,
+            "",
+        ]
     if png is not None:
         lines += [f"![syncops's time relative to s5cmd and rclone, per job]({png.name})", ""]
     lines += [
         "## Every row",
         "",
-        "| job | tool | best time | throughput | objects/s | CPU (best run) | peak RSS | time vs s5cmd |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| job | tool | best time | throughput | objects/s | CPU (best run) | server CPU (same run) | peak RSS "
+        "| time vs s5cmd |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         base = row.timings.get("s5cmd")
-        for tool in TOOLS:
+        for tool in (*TOOLS, DURABLE_S5CMD):
             t = row.timings.get(tool)
             if t is None:
                 continue
@@ -653,6 +742,7 @@ def write_results(
             ratio = f"{t.best / base.best:.2f}x" if base else "-"
             lines.append(
                 f"| {row.title} | {tool} | {t.best:.2f} s | {throughput} | {rate} | {t.best_cpu:.2f} s "
+                f"| {'-' if math.isnan(t.best_server) else f'{t.best_server:.2f} s'} "
                 f"| {'-' if math.isnan(t.peak_rss) else f'{t.peak_rss:.0f} MB'} | {ratio} |"
             )
     notes = [f"* {row.title}:{row.note}" for row in rows if row.note]
@@ -706,7 +796,9 @@ def write_results(
         "* GCS: `syncops hydrate gs://BUCKET DIR` with `STORAGE_EMULATOR_HOST`, "
         "`rclone copy :gcs,anonymous=true,endpoint='http://HOST:PORT/storage/v1/':BUCKET DIR`;",
         "* rehydrate (nothing changed since the tool's own first run): syncops `hydrate`, `s5cmd sync`, "
-        "`rclone copy`, `aws s3 sync`.",
+        "`rclone copy`, `aws s3 sync`;",
+        f"* large objects, also `{DURABLE_S5CMD}`: `s5cmd cp`, then `find DIR -type f -exec sync -- {{}} +` "
+        "(coreutils `sync FILE…` fsyncs each file): a yardstick for what making the files durable costs, not a peer.",
         "",
         "syncops fsyncs every file before renaming it into place; the other tools do not. `os.sync()` runs before "
         "each timed run so no run pays for the previous one's writeback.",
@@ -801,6 +893,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"this run needs about {need / GiB:.1f} GiB of free disk; {free / GiB:.1f} GiB is free")
     sizes: Sizes = args.sizes
     compile_package()
+    hash_rate = sha256_rate() if "large" in args.jobs else None
     rows: list[Row] = []
     fixed: dict[str, float] = {}
     fresh(WORK)
@@ -809,6 +902,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if s3_jobs:
             print("starting SeaweedFS on loopback ...", flush=True)
             seaweed = servers.start_seaweed()
+            SERVER_PIDS[:] = [seaweed.process.pid]
             try:
                 endpoint = seaweed.endpoint
                 if "hydrate" in args.jobs:
@@ -823,6 +917,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 if "large" in args.jobs:
                     print(f"large objects, best of {args.repeats}", flush=True)
                     peers = tuple(t for t in tools if t in ("syncops", "s5cmd", "rclone"))
+                    peers += (DURABLE_S5CMD,) if "s5cmd" in peers else ()
                     rows += bench_hydrate("large", endpoint, sizes.large, args.repeats, peers)
                 if "rehydrate" in args.jobs:
                     print(f"up-to-date rehydrate, best of {args.repeats}", flush=True)
@@ -834,14 +929,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                     run_quietly(syncops("discover", f"s3://{bucket}", "--endpoint-url", endpoint), tool_env(endpoint))
                     fixed = bench_fixed_cost(endpoint, bucket, args.repeats, tools)
             finally:
+                SERVER_PIDS.clear()
                 seaweed.stop()
         if "gcs" in args.jobs:
             print("starting fake-gcs-server on loopback ...", flush=True)
             gcs = servers.start_fake_gcs()
+            SERVER_PIDS[:] = [gcs.process.pid]
             try:
                 print(f"GCS hydrate, best of {args.repeats}", flush=True)
                 rows.append(bench_gcs(gcs.endpoint, sizes.gcs, args.repeats, tools))
             finally:
+                SERVER_PIDS.clear()
                 gcs.stop()
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
@@ -853,7 +951,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     png = args.output.with_suffix(".png")
     draw_chart(rows, png)
     shown_argv = list(argv if argv is not None else sys.argv[1:])
-    args.output.write_text(write_results(rows, scale, fixed, args.repeats, png if png.exists() else None, shown_argv))
+    args.output.write_text(
+        write_results(rows, scale, fixed, args.repeats, png if png.exists() else None, shown_argv, hash_rate)
+    )
     print(f"wrote {args.output} and {png}")
 
 

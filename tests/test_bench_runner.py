@@ -57,3 +57,29 @@ def test_the_report_shows_every_row_with_its_ratios_and_verdict(bench: ModuleTyp
     assert "| gcs hydrate 2 x 4 KiB | 3.00 s | - | 1.00 s | - | - | **3.00x** |" in text
     assert "* push 2 x 4 KiB: 0.50x s5cmd's time (target 1.0x, ceiling 1.5x): met." in text
     assert "* gcs hydrate 2 x 4 KiB: 3.00x rclone's time (target 1.0x, ceiling 2.0x): NOT met." in text
+
+
+def test_large_rows_are_set_against_a_durable_s5cmd_and_the_cpu_a_hash_of_every_byte_needs(
+    bench: ModuleType, monkeypatch
+):
+    monkeypatch.setattr(bench, "versions", lambda: {})
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    large = bench.Row("large", "1 x 1 GiB", bench.Dataset("one-huge", 1, bench.GiB))
+    large.record("syncops", 2.2, 2.4, 200.0, 1.7)
+    large.record("s5cmd", 1.2, 0.9, 18.0, 1.3)  # a slower run: not the one the floor uses
+    large.record("s5cmd", 1.0, 0.8, 18.0, 1.1)
+    large.record(bench.DURABLE_S5CMD, 1.5, 0.8, 18.0, 1.1)
+    text = bench.write_results([large], [], {}, 2, None, [], hash_rate=bench.GiB / 0.9)
+    assert "| large 1 x 1 GiB | s5cmd+fsync | 1.50 s | 683 MiB/s | 1 | 0.80 s | 1.10 s | 18 MB | 1.50x |" in text
+    assert "| large 1 x 1 GiB | syncops | 2.20 s | 465 MiB/s | 0 | 2.40 s | 1.70 s | 200 MB | 2.20x |" in text
+    assert (
+        "* large 1 x 1 GiB: s5cmd followed by an fsync of each file it wrote takes 1.50x s5cmd's time; "
+        "s5cmd's CPU (0.80 s) and the server's (1.10 s) in s5cmd's best run plus a sha256 of every byte "
+        "(0.90 s at 1.19 GB/s) need at least 1.40 s on 2 cores, 1.40x s5cmd's time, even perfectly overlapped."
+    ) in text
+
+
+def test_the_durable_s5cmd_is_s5cmd_then_an_fsync_of_each_file_it_wrote(bench: ModuleType, tmp_path: Path):
+    argv = bench.hydrate_command(bench.DURABLE_S5CMD, "b", tmp_path, "http://127.0.0.1:1")
+    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["sh", "http://127.0.0.1:1", "s3://b/*", str(tmp_path)]
+    assert argv[2].endswith(' cp "$2" "$3/" && find "$3" -type f -exec sync -- {} +')
