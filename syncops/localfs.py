@@ -399,9 +399,10 @@ def _linking() -> Iterator[None]:
 
 
 def remove_partial_files() -> None:
-    """Remove the temp files this process is writing, and keep every writer from renaming one into
-    place: links already begun finish (one system call each) and register their temp names first; the
-    lock is then never released, so call this only on the way out of the process."""
+    """Remove the temp files this process is writing; links already begun finish first (one system call
+    each, their temp names registered), and no new one begins. A writer whose temp file is gone has
+    nothing to rename; a file named before that is whole. The lock is never released again, so call
+    this only on the way out of the process."""
     global _stopping
     _partials_lock.acquire()
     _stopping = True
