@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -283,7 +284,8 @@ def hydrate_command(tool: str, bucket: str, target: Path, endpoint: str) -> list
     if tool == "aws":
         return [str(BIN / "aws"), "s3", "sync", f"s3://{bucket}", str(target), "--endpoint-url", endpoint, "--quiet"]
     if tool == DURABLE_S5CMD:
-        script = f'"{BIN / "s5cmd"}" --endpoint-url "$1" cp "$2" "$3/" && find "$3" -type f -exec sync -- {{}} +'
+        s5 = shlex.quote(str(BIN / "s5cmd"))
+        script = f'{s5} --endpoint-url "$1" cp "$2" "$3/" && find "$3" -type f -exec sync -- {{}} +'
         return ["sh", "-c", script, "sh", endpoint, f"s3://{bucket}/*", str(target)]
     raise ValueError(tool)
 
@@ -669,7 +671,9 @@ def floors(rows: Sequence[Row], hash_rate: float | None) -> list[str]:
                 "s5cmd's time"
             )
         peers = [
-            t for tool, t in row.timings.items() if tool in ("s5cmd", "rclone") and not math.isnan(t.best_server)
+            t
+            for tool, t in row.timings.items()
+            if tool in ("s5cmd", "rclone") and not math.isnan(t.best_server) and not math.isnan(t.best_cpu)
         ]
         if hash_rate and peers:
             lean = min(peers, key=lambda t: t.best_cpu + t.best_server)

@@ -398,16 +398,19 @@ def _linking() -> Iterator[None]:
                 _links_settled.notify_all()
 
 
+#: How long the deadline's cleanup waits for links in progress (a hung mount must not keep the process).
+LINKS_SETTLE_SECONDS = 5.0
+
+
 def remove_partial_files() -> None:
     """Remove the temp files this process is writing; links already begun finish first (one system call
-    each, their temp names registered), and no new one begins. A writer whose temp file is gone has
-    nothing to rename; a file named before that is whole. The lock is never released again, so call
-    this only on the way out of the process."""
+    each, their temp names registered; waited for :data:`LINKS_SETTLE_SECONDS` at most), and no new one
+    begins. A writer whose temp file is gone has nothing to rename; a file named before that is whole.
+    The lock is never released again, so call this only on the way out of the process."""
     global _stopping
     _partials_lock.acquire()
     _stopping = True
-    while _links_in_flight:
-        _links_settled.wait()
+    _links_settled.wait_for(lambda: not _links_in_flight, timeout=LINKS_SETTLE_SECONDS)
     for parent, temp in _partials:
         try:
             os.unlink(temp, dir_fd=parent)

@@ -165,6 +165,7 @@ def test_a_copy_fallback_that_fails_leaves_no_temp_file_and_no_registry_entry(
     assert caught.value.errno == errno.EIO
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert localfs._partials == set()
+    assert localfs._links_in_flight == 0
 
 
 def test_a_link_refused_by_the_disk_is_a_write_failure_not_a_reason_to_stop_unnamed_files(
@@ -186,6 +187,7 @@ def test_a_link_refused_by_the_disk_is_a_write_failure_not_a_reason_to_stop_unna
     assert localfs._UNNAMED_FLAGS == flags
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
     assert (tmp_path / "f.bin").read_bytes() == b"old"
+    assert localfs._links_in_flight == 0
 
 
 class _WatchedCondition(threading.Condition):
@@ -219,14 +221,15 @@ def test_writers_link_at_once_and_the_deadline_cleanup_waits_for_links_begun_and
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: _WatchedCondition
 ):
     """Two links in progress at the same moment (the lock is not held across a link); the deadline's
-    cleanup waits for both, whatever temp name they register is removed or renamed whole, and a writer
-    that comes to its link after the cleanup began never links."""
+    cleanup waits for every link begun, the temp name's too, and removes that temp file once it is
+    registered; a writer that comes to its link after the cleanup began never links."""
     if localfs._UNNAMED_FLAGS is None:
         pytest.fail("this machine has O_TMPFILE and /proc: the unnamed path must be the one in use")
+    monkeypatch.setattr(localfs, "LINKS_SETTLE_SECONDS", 60.0)
     (tmp_path / "taken.bin").write_bytes(b"old")  # this name is taken: its writer links a temp name
     real_link = os.link
     both_linking = threading.Barrier(3)
-    release = threading.Event()
+    release, temp_linking, release_temp = threading.Event(), threading.Event(), threading.Event()
     links: list[str] = []
 
     def held_link(src: str, dst: str, **kwargs: object) -> None:
@@ -234,16 +237,19 @@ def test_writers_link_at_once_and_the_deadline_cleanup_waits_for_links_begun_and
         if len(links) <= 2:
             both_linking.wait(timeout=30)  # two writers inside a link at once
             assert release.wait(timeout=30)
+        elif dst.endswith(PARTIAL_SUFFIX):
+            temp_linking.set()
+            assert release_temp.wait(timeout=30)
         real_link(src, dst, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(localfs.os, "link", held_link)
-    errors: list[BaseException] = []
+    errors: dict[str, BaseException] = {}
 
     def writer(key: str) -> None:
         try:
             write(tmp_path, key, key.encode())
         except BaseException as exc:  # noqa: BLE001 - asserted below
-            errors.append(exc)
+            errors[key] = exc
 
     first = [threading.Thread(target=writer, args=(k,), name=k, daemon=True) for k in ("new.bin", "taken.bin")]
     for thread in first:
@@ -260,14 +266,41 @@ def test_writers_link_at_once_and_the_deadline_cleanup_waits_for_links_begun_and
     assert registry.waited.wait(timeout=30)
     assert registry.waiters == ["cleanup", "late"], "the late writer waits instead of linking"
     release.set()
+    first[0].join(timeout=30)
+    assert not first[0].is_alive() and (tmp_path / "new.bin").read_bytes() == b"new.bin"
+    assert temp_linking.wait(timeout=30)  # the taken name's writer links a temp name, inside the same count
+    assert cleanup.is_alive() and localfs._links_in_flight == 1, "the cleanup still waits for that link"
+    release_temp.set()
     cleanup.join(timeout=30)
-    first[0].join(timeout=30)  # the other writer may wait for the lock the cleanup keeps, as on the way out
-    assert not cleanup.is_alive() and not first[0].is_alive()
+    assert not cleanup.is_alive()
     assert late.is_alive() and not (tmp_path / "late.bin").exists()
     assert len(links) == 3 and sorted(links[:2]) == ["new.bin", "taken.bin"] and links[2].endswith(PARTIAL_SUFFIX)
-    assert (tmp_path / "new.bin").read_bytes() == b"new.bin"
-    # The taken name's writer linked a temp name and registered it before the cleanup ran: the cleanup
-    # removed it (the rename then finds nothing and the older copy stays) or the rename came first.
-    assert (tmp_path / "taken.bin").read_bytes() in (b"old", b"taken.bin")
-    assert [e for e in errors if not isinstance(e, FileNotFoundError)] == []
+    # The temp name was registered before the cleanup went on, so the cleanup removed it (the writer's
+    # rename then finds nothing and the older copy stays), unless that rename came first (whole).
     assert leftovers(tmp_path) == []
+    assert (tmp_path / "taken.bin").read_bytes() in (b"old", b"taken.bin")
+    assert set(errors) <= {"taken.bin"} and all(isinstance(e, FileNotFoundError) for e in errors.values())
+
+
+def test_the_deadline_cleanup_waits_for_a_hung_link_only_so_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: _WatchedCondition
+):
+    """A link that never returns (a hung mount) does not keep the process from ending at its deadline."""
+    monkeypatch.setattr(localfs, "LINKS_SETTLE_SECONDS", 0.2)
+    hung, release = threading.Event(), threading.Event()
+
+    def hanging_link(src: str, dst: str, **kwargs: object) -> None:
+        hung.set()
+        release.wait(timeout=60)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(localfs.os, "link", hanging_link)
+    writer = threading.Thread(target=lambda: pytest.raises(OSError, write, tmp_path, "f.bin", b"x"), daemon=True)
+    writer.start()
+    assert hung.wait(timeout=30)
+    cleanup = threading.Thread(target=localfs.remove_partial_files, daemon=True)
+    cleanup.start()
+    cleanup.join(timeout=30)
+    assert not cleanup.is_alive(), "the cleanup gave up waiting and went on"
+    assert localfs._links_in_flight == 1
+    release.set()
