@@ -450,8 +450,8 @@ class S3Store:
         got = self._leanly(lambda lean: lean.get(self.url.full_key(key), key))
         if got is not None:
             data, etag, stamp = got
-            plain = self._etag_is_md5 and _PLAIN_ETAG.fullmatch(etag)
-            if not plain or hashlib.md5(data).hexdigest() == etag.strip('"'):
+            stated = self._stated_md5(etag)
+            if stated is None or hashlib.md5(data).hexdigest() == stated:
                 return Blob(data=data, token=etag, last_modified=http_date(stamp))
             # Bytes that do not match their ETag: read again below, on the budget and KMS check of every
             # download.
@@ -549,7 +549,8 @@ class S3Store:
         checked = _Md5Writer(out, etag_is_md5=self._etag_is_md5)
 
         def matches(etag: str) -> bool:
-            if not self._etag_is_md5 or not _PLAIN_ETAG.fullmatch(etag) or checked.hexdigest() == etag.strip('"'):
+            stated = self._stated_md5(etag)
+            if stated is None or checked.hexdigest() == stated:
                 return True
             if self._encrypted_with_kms(key):
                 # SSE-KMS and SSE-C ETags are not MD5s of the data: nothing to check against.
@@ -559,6 +560,11 @@ class S3Store:
 
         written, etag, modified = self._fetch(key, checked, check=matches, size_hint=size_hint)  # type: ignore[arg-type]
         return Fetched(size=written, token=etag), modified
+
+    def _stated_md5(self, etag: str) -> str | None:
+        """The MD5 (hex) an ETag states of its body; None when it states none (a multipart upload's, or
+        any in a bucket found to encrypt with KMS)."""
+        return etag.strip('"') if self._etag_is_md5 and _PLAIN_ETAG.fullmatch(etag) else None
 
     def _encrypted_with_kms(self, key: str) -> bool:
         try:
