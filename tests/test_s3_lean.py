@@ -176,6 +176,30 @@ def test_a_throttled_page_is_retried_and_the_listing_is_whole(make_datastore):
     assert pages == [200, 503, 503, 200]
 
 
+def test_an_index_whose_bytes_disagree_with_their_etag_is_read_again_and_used_exact(make_datastore):
+    """The index GET through the lean path is checked against its ETag (an MD5: a single-part PUT); one
+    byte flipped on the wire is caught, the index is read again on the download path and used as it is."""
+    ds = make_datastore("s3")
+    ds.raw.put("a.txt", b"a")
+    assert run_cli("discover", ds.url, env=ds.env).code == 0
+    published = ds.raw.get(".datastore-index.json")
+    flips = {"left": 1}
+
+    def flip(method: str, path: str, status: int, body: bytes) -> bytes:
+        if wire.request_kind("s3", method, path) != wire.INDEX_GET or status != 200 or not flips["left"]:
+            return body
+        flips["left"] -= 1
+        return bytes([body[0] ^ 0xFF]) + body[1:]
+
+    with Proxy(ds.endpoint) as proxy:
+        proxy.state.rewrites.append(flip)
+        report, loaded = discover_in_process(ds.url, {**ds.env, "AWS_ENDPOINT_URL": proxy.endpoint})
+        gets = [s.status for s in proxy.seen if wire.request_kind("s3", s.method, s.path) == wire.INDEX_GET]
+    assert loaded["code"] == 0 and report["status"] == "found" and report["entries"] == 1
+    assert flips["left"] == 0 and gets == [200, 200]
+    assert ds.raw.get(".datastore-index.json") == published  # nothing written
+
+
 def discover_with_listing_answer(ds, status: int, body: bytes, headers: dict[str, str] | None = None):
     """``syncops discover`` with every listing request answered ``status`` and ``body`` at the proxy:
     the result, and the user agent of each listing request sent (``syncops`` or boto3's)."""
